@@ -1,0 +1,64 @@
+//! `sandbox-runner`: see the library docs and `sandbox-image/README.md` for the contract.
+
+use std::io::{Read, Write};
+
+use sandbox_protocol::{KillRequest, ToolInput, cmd, exit};
+use sandbox_runner::{kill, supervise, tools};
+
+/// Upper bound on a file tool's JSON input (a `write` of this much content is refused anyway by
+/// any sane quota); keeps a runaway request from exhausting the sandbox's memory.
+const MAX_TOOL_INPUT: u64 = 256 * 1024 * 1024;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: sandbox-runner run <json> | kill <json> | tool <name> (json on stdin) | drain | version"
+    );
+    std::process::exit(exit::BAD_ARGS);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [c, json] if *c == cmd::RUN => supervise::run(json),
+        [c, json] if *c == cmd::KILL => {
+            let req: KillRequest = serde_json::from_str(json).unwrap_or_else(|e| {
+                eprintln!("sandbox-runner kill: bad request: {e}");
+                std::process::exit(exit::BAD_ARGS)
+            });
+            if !kill::valid_exec_id(&req.exec_id) {
+                eprintln!("sandbox-runner kill: malformed exec id");
+                std::process::exit(exit::BAD_ARGS);
+            }
+            let report = kill::kill_call(&req, &[]);
+            println!(
+                "{}",
+                serde_json::to_string(&report).expect("KillReport serializes")
+            );
+        }
+        [c, name] if *c == cmd::TOOL => {
+            let mut raw = Vec::new();
+            let read = std::io::stdin()
+                .take(MAX_TOOL_INPUT + 1)
+                .read_to_end(&mut raw);
+            let out = match read {
+                Err(e) => tools::ToolOutput::failed(format!("reading the tool input: {e}")),
+                Ok(_) if raw.len() as u64 > MAX_TOOL_INPUT => {
+                    tools::ToolOutput::bad_args(name, "input larger than 256 MiB")
+                }
+                Ok(_) => match serde_json::from_slice::<ToolInput>(&raw) {
+                    Err(e) => tools::ToolOutput::bad_args(name, format!("input is not valid JSON: {e}")),
+                    Ok(input) => {
+                        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+                        tools::run_tool(name, &input, &cwd)
+                    }
+                },
+            };
+            let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+            std::process::exit(out.code);
+        }
+        [c] if *c == cmd::DRAIN => supervise::drain(),
+        [c] if *c == "version" => println!("sandbox-runner {}", env!("CARGO_PKG_VERSION")),
+        _ => usage(),
+    }
+}
