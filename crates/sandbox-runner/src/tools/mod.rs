@@ -11,6 +11,16 @@ use std::path::Path;
 
 use sandbox_protocol::{ToolInput, exit};
 
+mod args;
+mod atomic;
+mod edit;
+mod files;
+mod glob;
+mod grep;
+mod read;
+mod text;
+mod write;
+
 /// What a tool produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolOutput {
@@ -49,10 +59,59 @@ impl ToolOutput {
             code: exit::BAD_ARGS,
         }
     }
+
+    /// A refusal that is not about the arguments' form (over quota, unknown tool):
+    /// `[Error] message`, exit 2.
+    pub fn refused(message: impl std::fmt::Display) -> Self {
+        Self {
+            stdout: String::new(),
+            stderr: format!("[Error] {message}"),
+            code: exit::BAD_ARGS,
+        }
+    }
 }
 
 /// Runs tool `name` with `input`, resolving relative paths against `cwd`.
 pub fn run_tool(name: &str, input: &ToolInput, cwd: &Path) -> ToolOutput {
-    let _ = (input, cwd);
-    ToolOutput::bad_args(name, "unknown tool")
+    let run = match name {
+        "read" => read::run,
+        "write" => write::run,
+        "edit" => edit::run,
+        "glob" => glob::run,
+        "grep" => grep::run,
+        _ => return ToolOutput::refused(format!("unknown tool: {name}")),
+    };
+    match run(input, cwd) {
+        Ok(text) => ToolOutput::ok(text),
+        Err(out) => out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn dispatches_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = |args| ToolInput {
+            args,
+            max_growth_bytes: None,
+        };
+        let out = run_tool(
+            "write",
+            &input(json!({"path": "a.txt", "content": "hi\n"})),
+            dir.path(),
+        );
+        assert_eq!(out, ToolOutput::ok("Wrote 3 bytes to a.txt"));
+        let out = run_tool("read", &input(json!({"path": "a.txt"})), dir.path());
+        assert_eq!(out, ToolOutput::ok("     1\thi"));
+        let out = run_tool("nope", &input(json!({})), dir.path());
+        assert_eq!(
+            (out.code, out.stderr.as_str()),
+            (2, "[Error] unknown tool: nope")
+        );
+    }
 }
