@@ -1,1 +1,36 @@
+//! Run one command in one container and get a typed [`Outcome`].
+//!
+//! Owns: the exec (create, attached start, stdin written then half-closed, stdout and stderr
+//! demultiplexed), output caps and the live [`OutputSink`], the deadline and cancellation in
+//! one `select!`, the server-side kill of the call's whole process tree through a second exec,
+//! and reading the runner's trailer for the true exit status. Also the daemon connection
+//! helpers ([`docker`]) that the other crates share.
+//!
+//! Must not: create, remove or track containers (that is `sandbox-pool`), or format results
+//! for a model (that is `sandbox-tools`). It never relies on dropping a stream to stop a
+//! process: Docker keeps exec'd processes running when the client goes away.
+//!
+//! Every command runs under the in-container runner (`sandbox-runner run`), which supervises
+//! it; see `sandbox-protocol` for the messages.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod capture;
+mod client;
+pub mod docker;
+mod error;
+mod outcome;
+mod request;
+
+pub use bollard;
+pub use capture::{Captured, DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, OutputCaps};
+pub use client::{
+    DEFAULT_BACKSTOP_SLACK, DEFAULT_DRAIN, DEFAULT_KILL_GRACE, DEFAULT_KILL_ROUNDS, ExecClient,
+    ExecOptions,
+};
+pub use docker::connect;
+pub use error::ExecError;
+pub use outcome::{KillSummary, LostReason, Outcome, Termination};
+pub use request::{DEFAULT_TIMEOUT, ExecRequest, OutputChunk, OutputSink, StreamKind};
+pub use sandbox_protocol::{KillReport, Program, ToolInput};

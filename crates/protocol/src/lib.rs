@@ -194,7 +194,10 @@ mod tests {
             grace_ms: 500,
         };
         let text = serde_json::to_string(&req).expect("serialize");
-        assert_eq!(serde_json::from_str::<RunRequest>(&text).expect("parse"), req);
+        assert_eq!(
+            serde_json::from_str::<RunRequest>(&text).expect("parse"),
+            req
+        );
     }
 
     #[test]

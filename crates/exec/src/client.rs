@@ -1,0 +1,533 @@
+//! [`ExecClient`]: one call in one container, from exec create to [`Outcome`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerStateStatusEnum, ExecConfig};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sandbox_protocol::{
+    EXEC_ID_ENV, KillReport, KillRequest, RUNNER_PATH, RunReport, RunRequest, cmd,
+};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, warn};
+
+use crate::capture::{Captured, TrailerScanner};
+use crate::docker::{is_not_found, is_unreachable};
+use crate::error::ExecError;
+use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
+use crate::request::{ExecRequest, OutputChunk, StreamKind};
+
+/// Default bound on waiting for output after the main process exits: 500 ms.
+pub const DEFAULT_DRAIN: Duration = Duration::from_millis(500);
+/// Default grace between SIGTERM and SIGKILL in the server-side kill: 300 ms.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_millis(300);
+/// Default bound on SIGKILL rounds of the server-side kill: 8.
+pub const DEFAULT_KILL_ROUNDS: u32 = 8;
+/// Default extra time after the deadline before the runner's own backstop kills the call,
+/// should the host's kill never arrive (the service died): 2 s.
+pub const DEFAULT_BACKSTOP_SLACK: Duration = Duration::from_secs(2);
+
+/// After the kill reports, how long to wait for the stream to end before giving up on it.
+const POST_KILL_WAIT: Duration = Duration::from_secs(2);
+/// Upper bound on the kill exec itself (it has its own rounds and grace inside).
+const KILL_EXEC_TIMEOUT: Duration = Duration::from_secs(20);
+/// Read buffer of the attached stream (frames are at most 32 KiB).
+const STREAM_BUFFER: usize = 64 * 1024;
+/// Backoff for `inspect_exec` right after a stream ended without a trailer: the daemon may not
+/// have recorded the exit yet.
+const INSPECT_BACKOFF_MS: [u64; 6] = [0, 5, 10, 20, 40, 80];
+/// Checks of the container's state after a call ended by SIGKILL (325 ms in all; a force
+/// removal showed up after about 40 ms here).
+const CONTAINER_SETTLE_MS: [u64; 5] = [0, 25, 50, 100, 150];
+
+/// Settings shared by every call of an [`ExecClient`].
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Path of the runner in the container.
+    pub runner_path: String,
+    /// Bound on waiting for output after the main process exits.
+    pub drain: Duration,
+    /// Grace between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Bound on SIGKILL rounds.
+    pub kill_rounds: u32,
+    /// Extra time after the deadline before the runner's own backstop kill.
+    pub backstop_slack: Duration,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        Self {
+            runner_path: RUNNER_PATH.to_owned(),
+            drain: DEFAULT_DRAIN,
+            kill_grace: DEFAULT_KILL_GRACE,
+            kill_rounds: DEFAULT_KILL_ROUNDS,
+            backstop_slack: DEFAULT_BACKSTOP_SLACK,
+        }
+    }
+}
+
+/// Runs commands in containers. Cheap to clone; holds an injected Docker client.
+#[derive(Debug, Clone)]
+pub struct ExecClient {
+    docker: Docker,
+    options: ExecOptions,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Polls the future if there is one, else never completes (a disabled `select!` branch).
+async fn maybe<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
+    match f.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TimedOut,
+    Cancelled,
+}
+
+impl ExecClient {
+    /// A client with default options.
+    pub fn new(docker: Docker) -> Self {
+        Self::with_options(docker, ExecOptions::default())
+    }
+
+    /// A client with these options.
+    pub fn with_options(docker: Docker, options: ExecOptions) -> Self {
+        Self { docker, options }
+    }
+
+    /// The Docker client.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ExecOptions {
+        &self.options
+    }
+
+    /// Runs `req` in `container` and waits for its outcome.
+    ///
+    /// Errors are failures before the command started (no such container, daemon down);
+    /// everything after, including a sandbox lost mid-call, is an [`Outcome`].
+    #[tracing::instrument(name = "exec", skip_all, fields(container = %container, exec_id))]
+    pub async fn run(&self, container: &str, req: ExecRequest) -> Result<Outcome, ExecError> {
+        let started = Instant::now();
+        let exec_id = uuid::Uuid::new_v4().simple().to_string();
+        tracing::Span::current().record("exec_id", exec_id.as_str());
+        let mut stdout = Captured::new(req.caps);
+        let mut stderr = Captured::new(req.caps);
+        if req.cancel.is_cancelled() {
+            return Ok(Outcome {
+                exec_id,
+                termination: Termination::Cancelled,
+                stdout,
+                stderr,
+                duration: started.elapsed(),
+                kill: None,
+                leaked_output: false,
+                spawn_error: None,
+            });
+        }
+
+        let run = RunRequest {
+            program: req.program.clone(),
+            drain_ms: self.options.drain.as_millis() as u64,
+            deadline_ms: Some((req.timeout + self.options.backstop_slack).as_millis() as u64),
+            grace_ms: self.options.kill_grace.as_millis() as u64,
+        };
+        let mut env: Vec<String> = req
+            .env
+            .iter()
+            .filter(|e| !e.starts_with(&format!("{EXEC_ID_ENV}=")))
+            .cloned()
+            .collect();
+        env.push(format!("{EXEC_ID_ENV}={exec_id}"));
+        let config = ExecConfig {
+            attach_stdin: Some(req.stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            env: Some(env),
+            cmd: Some(vec![
+                self.options.runner_path.clone(),
+                cmd::RUN.to_owned(),
+                serde_json::to_string(&run).expect("RunRequest serializes"),
+            ]),
+            user: req.user.clone(),
+            working_dir: req.working_dir.clone(),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container, config)
+            .await
+            .map_err(|e| {
+                ExecError::classify("create exec", container, e, |container, source| {
+                    ExecError::CreateExec { container, source }
+                })
+            })?;
+        let docker_exec_id = created.id;
+        let start = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(STREAM_BUFFER),
+        };
+        let attached = self
+            .docker
+            .start_exec(&docker_exec_id, Some(start))
+            .await
+            .map_err(|e| {
+                let id = docker_exec_id.clone();
+                ExecError::classify("start exec", container, e, move |container, source| {
+                    ExecError::StartExec {
+                        container,
+                        docker_exec_id: id,
+                        source,
+                    }
+                })
+            })?;
+        let StartExecResults::Attached { mut output, input } = attached else {
+            return Err(ExecError::NotAttached {
+                container: container.to_owned(),
+                docker_exec_id,
+            });
+        };
+
+        let mut stdin_fut: Option<BoxFuture<'_, std::io::Result<()>>> =
+            req.stdin.clone().map(|bytes| {
+                let mut input = input;
+                Box::pin(async move {
+                    input.write_all(&bytes).await?;
+                    input.shutdown().await
+                }) as BoxFuture<'_, _>
+            });
+        let sink = req.sink.clone();
+        let emit = |stream: StreamKind, bytes: &Bytes| {
+            if let Some(sink) = &sink {
+                sink.on_output(OutputChunk {
+                    stream,
+                    bytes: bytes.clone(),
+                });
+            }
+        };
+        let mut trailer = TrailerScanner::new(&exec_id);
+        let mut stop: Option<Stop> = None;
+        let mut kill_fut: Option<BoxFuture<'_, KillSummary>> = None;
+        let mut kill: Option<KillSummary> = None;
+        let mut post_kill: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut stream_err: Option<DockerError> = None;
+        let mut stream_done = false;
+        let deadline = tokio::time::sleep_until((started + req.timeout).into());
+        tokio::pin!(deadline);
+
+        loop {
+            if stream_done && kill_fut.is_none() {
+                break;
+            }
+            // Biased, with the stops first: a flood of output must not delay a cancel.
+            tokio::select! {
+                biased;
+                _ = req.cancel.cancelled(), if stop.is_none() => {
+                    debug!("cancelled; killing the call");
+                    stop = Some(Stop::Cancelled);
+                    kill_fut = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
+                }
+                _ = &mut deadline, if stop.is_none() => {
+                    debug!("deadline passed; killing the call");
+                    stop = Some(Stop::TimedOut);
+                    kill_fut = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
+                }
+                summary = maybe(&mut kill_fut) => {
+                    kill_fut = None;
+                    kill = Some(summary);
+                    post_kill = Some(Box::pin(tokio::time::sleep(POST_KILL_WAIT)));
+                }
+                _ = maybe(&mut post_kill) => {
+                    warn!("output stream still open after the kill; giving up on it");
+                    break;
+                }
+                res = maybe(&mut stdin_fut) => {
+                    stdin_fut = None;
+                    if let Err(e) = res {
+                        // The command exited or closed stdin before reading all of it.
+                        debug!(error = %e, "stdin not fully delivered");
+                    }
+                }
+                item = output.next(), if !stream_done => match item {
+                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                        emit(StreamKind::Stdout, &message);
+                        stdout.push(&message);
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        let message = trailer.feed(message);
+                        if !message.is_empty() {
+                            emit(StreamKind::Stderr, &message);
+                            stderr.push(&message);
+                        }
+                    }
+                    Some(Ok(LogOutput::StdIn { .. })) => {}
+                    Some(Err(e)) => {
+                        stream_err = Some(e);
+                        stream_done = true;
+                    }
+                    None => stream_done = true,
+                },
+            }
+        }
+        drop(output);
+        drop(stdin_fut);
+        drop(kill_fut);
+
+        let (rest, report) = trailer.finish();
+        if !rest.is_empty() {
+            emit(StreamKind::Stderr, &rest);
+            stderr.push(&rest);
+        }
+        let leaked_output = report.as_ref().is_some_and(|r| r.leaked_output);
+        let spawn_error = report.as_ref().and_then(|r| r.spawn_error.clone());
+        let termination = match (stop, report) {
+            (Some(Stop::TimedOut), _) => Termination::TimedOut,
+            (Some(Stop::Cancelled), _) => Termination::Cancelled,
+            (None, Some(report)) => match from_report(&report) {
+                // The kernel SIGKILLs every process when a container dies, and the supervisor
+                // may still get its trailer out: tell that apart from a plain `kill -9`.
+                Termination::Signaled { signal: 9 } => self
+                    .container_lost(container)
+                    .await
+                    .unwrap_or(Termination::Signaled { signal: 9 }),
+                other => other,
+            },
+            (None, None) => self.diagnose(container, &docker_exec_id, stream_err).await,
+        };
+        let outcome = Outcome {
+            exec_id,
+            termination,
+            stdout,
+            stderr,
+            duration: started.elapsed(),
+            kill,
+            leaked_output,
+            spawn_error,
+        };
+        debug!(
+            termination = ?outcome.termination,
+            duration_ms = outcome.duration.as_millis() as u64,
+            stdout_bytes = outcome.stdout.total(),
+            stderr_bytes = outcome.stderr.total(),
+            "exec finished"
+        );
+        Ok(outcome)
+    }
+
+    /// Kills every process of the call `exec_id` in `container`, running the kill as `user`
+    /// (it must be the call's user: with all capabilities dropped, only the same uid may
+    /// signal the call's processes or read their environment).
+    pub async fn kill(&self, container: &str, user: Option<&str>, exec_id: &str) -> KillSummary {
+        self.kill_call(container, user, exec_id).await
+    }
+
+    async fn kill_call(&self, container: &str, user: Option<&str>, exec_id: &str) -> KillSummary {
+        let started = Instant::now();
+        let request = KillRequest {
+            exec_id: exec_id.to_owned(),
+            grace_ms: self.options.kill_grace.as_millis() as u64,
+            max_rounds: self.options.kill_rounds,
+        };
+        let result =
+            tokio::time::timeout(KILL_EXEC_TIMEOUT, self.kill_exec(container, user, &request))
+                .await
+                .unwrap_or_else(|_| Err("the kill exec did not finish in time".to_owned()));
+        let summary = match result {
+            Ok(report) => KillSummary {
+                report: Some(report),
+                error: None,
+                elapsed: started.elapsed(),
+            },
+            Err(error) => KillSummary {
+                report: None,
+                error: Some(error),
+                elapsed: started.elapsed(),
+            },
+        };
+        if summary.nothing_left() {
+            debug!(
+                exec_id,
+                elapsed_ms = summary.elapsed.as_millis() as u64,
+                "killed the call"
+            );
+        } else {
+            warn!(exec_id, report = ?summary.report, error = ?summary.error, "the kill left processes or failed");
+        }
+        summary
+    }
+
+    async fn kill_exec(
+        &self,
+        container: &str,
+        user: Option<&str>,
+        request: &KillRequest,
+    ) -> Result<KillReport, String> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(vec![
+                self.options.runner_path.clone(),
+                cmd::KILL.to_owned(),
+                serde_json::to_string(request).expect("KillRequest serializes"),
+            ]),
+            user: user.map(str::to_owned),
+            working_dir: Some("/".to_owned()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container, config)
+            .await
+            .map_err(|e| format!("creating the kill exec: {e}"))?;
+        let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| format!("starting the kill exec: {e}"))?
+        else {
+            return Err("the kill exec started detached".to_owned());
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(frame) = output.next().await {
+            match frame.map_err(|e| format!("reading the kill exec: {e}"))? {
+                LogOutput::StdErr { message } => err.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.extend_from_slice(&message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        serde_json::from_slice(out.trim_ascii()).map_err(|_| {
+            format!(
+                "the kill exec gave no report: {}",
+                String::from_utf8_lossy(&[out, err].concat()).trim()
+            )
+        })
+    }
+
+    /// The stream ended without the supervisor's trailer: the container went away, the daemon
+    /// did, or the supervisor itself was killed. Find out which.
+    async fn diagnose(
+        &self,
+        container: &str,
+        docker_exec_id: &str,
+        stream_err: Option<DockerError>,
+    ) -> Termination {
+        if let Some(e) = stream_err.filter(is_unreachable) {
+            return lost_daemon(&e);
+        }
+        let mut exit_code = None;
+        for ms in INSPECT_BACKOFF_MS {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            match self.docker.inspect_exec(docker_exec_id).await {
+                // Exec records go with their container.
+                Err(e) if is_not_found(&e) => {
+                    return Termination::SandboxLost {
+                        reason: LostReason::ContainerRemoved,
+                    };
+                }
+                Err(e) if is_unreachable(&e) => return lost_daemon(&e),
+                Err(e) => {
+                    warn!(error = %e, "inspecting the exec failed");
+                    break;
+                }
+                Ok(ins) => {
+                    exit_code = ins.exit_code;
+                    if ins.running != Some(true) {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(lost) = self.container_lost(container).await {
+            return lost;
+        }
+        // The container runs but the supervisor ended without a word: something killed it
+        // (the kernel's OOM killer, or a process of the call). Report what Docker recorded.
+        match exit_code {
+            Some(code) if (129..=192).contains(&code) => Termination::Signaled {
+                signal: (code - 128) as i32,
+            },
+            Some(code) => Termination::Exited { code: code as i32 },
+            None => Termination::Exited { code: -1 },
+        }
+    }
+}
+
+impl ExecClient {
+    /// `Some(SandboxLost)` when the container is gone, stopped or unreachable.
+    async fn container_state(&self, container: &str) -> Option<Termination> {
+        match self.docker.inspect_container(container, None).await {
+            Err(e) if is_not_found(&e) => Some(Termination::SandboxLost {
+                reason: LostReason::ContainerRemoved,
+            }),
+            Err(e) if is_unreachable(&e) => Some(lost_daemon(&e)),
+            Err(e) => {
+                warn!(error = %e, "inspecting the container failed");
+                None
+            }
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                let reason = if state.status == Some(ContainerStateStatusEnum::REMOVING) {
+                    LostReason::ContainerRemoved
+                } else {
+                    LostReason::ContainerStopped {
+                        exit_code: state.exit_code,
+                        oom_killed: state.oom_killed.unwrap_or(false),
+                    }
+                };
+                (state.running != Some(true)).then_some(Termination::SandboxLost { reason })
+            }
+        }
+    }
+
+    /// Like [`Self::container_state`], but gives the daemon a moment to notice a container
+    /// that is dying right now (its processes die before its state changes).
+    async fn container_lost(&self, container: &str) -> Option<Termination> {
+        for ms in CONTAINER_SETTLE_MS {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if let Some(lost) = self.container_state(container).await {
+                return Some(lost);
+            }
+        }
+        None
+    }
+}
+
+fn lost_daemon(e: &DockerError) -> Termination {
+    Termination::SandboxLost {
+        reason: LostReason::DaemonUnreachable {
+            error: e.to_string(),
+        },
+    }
+}
+
+fn from_report(report: &RunReport) -> Termination {
+    match (report.status, &report.spawn_error) {
+        (Some(status), _) => match status {
+            sandbox_protocol::ExitStatus::Exited { code } => Termination::Exited { code },
+            sandbox_protocol::ExitStatus::Signaled { signal } => Termination::Signaled { signal },
+        },
+        // The supervisor exits 127 or 126 then, like a shell; the trailer says why.
+        (None, _) => Termination::Exited {
+            code: sandbox_protocol::exit::NOT_FOUND,
+        },
+    }
+}

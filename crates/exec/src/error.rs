@@ -1,0 +1,154 @@
+//! The one error type of this crate: failures before the command could start. Once it runs,
+//! everything (including a lost sandbox) is an [`Outcome`](crate::Outcome), not an error.
+
+use bollard::errors::Error as DockerError;
+
+use crate::docker::{is_conflict, is_not_found, is_unreachable};
+
+/// What failed, with the ids involved; bollard's error is the `source`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// Connecting to the daemon or negotiating the API version failed.
+    #[error("connecting to the docker daemon")]
+    Connect(#[source] DockerError),
+    /// The container does not exist (404).
+    #[error("{op}: container {container} not found")]
+    ContainerNotFound {
+        /// The operation that failed.
+        op: &'static str,
+        /// Container id or name.
+        container: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
+    /// The container exists but is not running (409: stopped or paused).
+    #[error("{op}: container {container} is not running")]
+    ContainerNotRunning {
+        /// The operation that failed.
+        op: &'static str,
+        /// Container id or name.
+        container: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
+    /// The daemon did not answer.
+    #[error("{op}: docker daemon unreachable (container {container})")]
+    DaemonUnreachable {
+        /// The operation that failed.
+        op: &'static str,
+        /// Container id or name.
+        container: String,
+        /// The transport error.
+        #[source]
+        source: DockerError,
+    },
+    /// Creating the exec failed for another reason.
+    #[error("creating an exec in container {container}")]
+    CreateExec {
+        /// Container id or name.
+        container: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
+    /// Starting (attaching to) the exec failed for another reason.
+    #[error("starting exec {docker_exec_id} in container {container}")]
+    StartExec {
+        /// Container id or name.
+        container: String,
+        /// Docker's id of the exec.
+        docker_exec_id: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
+    /// The daemon answered a start with a detached exec although we asked to attach.
+    #[error("exec {docker_exec_id} in container {container} started detached")]
+    NotAttached {
+        /// Container id or name.
+        container: String,
+        /// Docker's id of the exec.
+        docker_exec_id: String,
+    },
+}
+
+impl ExecError {
+    /// Classifies a daemon error by status code (never by message text) for operation `op`.
+    pub(crate) fn classify(
+        op: &'static str,
+        container: &str,
+        source: DockerError,
+        otherwise: impl FnOnce(String, DockerError) -> ExecError,
+    ) -> ExecError {
+        let container = container.to_owned();
+        if is_not_found(&source) {
+            ExecError::ContainerNotFound {
+                op,
+                container,
+                source,
+            }
+        } else if is_conflict(&source) {
+            ExecError::ContainerNotRunning {
+                op,
+                container,
+                source,
+            }
+        } else if is_unreachable(&source) {
+            ExecError::DaemonUnreachable {
+                op,
+                container,
+                source,
+            }
+        } else {
+            otherwise(container, source)
+        }
+    }
+
+    /// Whether the sandbox is gone or stopped: the caller should get a fresh one and retry.
+    pub fn is_sandbox_gone(&self) -> bool {
+        matches!(
+            self,
+            ExecError::ContainerNotFound { .. } | ExecError::ContainerNotRunning { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status_code: u16) -> DockerError {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message: "whatever the daemon says".into(),
+        }
+    }
+
+    fn other(container: String, source: DockerError) -> ExecError {
+        ExecError::CreateExec { container, source }
+    }
+
+    #[test]
+    fn daemon_answers_map_to_variants_by_status_code() {
+        assert!(matches!(
+            ExecError::classify("create exec", "c1", answer(404), other),
+            ExecError::ContainerNotFound { container, .. } if container == "c1"
+        ));
+        assert!(matches!(
+            ExecError::classify("create exec", "c1", answer(409), other),
+            ExecError::ContainerNotRunning { .. }
+        ));
+        assert!(matches!(
+            ExecError::classify("create exec", "c1", answer(500), other),
+            ExecError::CreateExec { .. }
+        ));
+        assert!(matches!(
+            ExecError::classify("create exec", "c1", DockerError::RequestTimeoutError, other),
+            ExecError::DaemonUnreachable { .. }
+        ));
+        assert!(ExecError::classify("create exec", "c1", answer(409), other).is_sandbox_gone());
+    }
+}

@@ -1,0 +1,20 @@
+//! Per-user sandbox containers, and the image they run.
+//!
+//! Owns: the container lifecycle of every user's sandbox (create, start, inspect, adopt,
+//! recreate, remove), its labels and configuration hash, the per-user locks, the idle reaper,
+//! start-up reconciliation, capacity, the operator view, and the sandbox image build
+//! ([`image`]).
+//!
+//! Must not: run commands for callers (that is `sandbox-exec`), know about tools or format
+//! anything for a model (that is `sandbox-tools`), or touch containers without its labels.
+//! The Docker client is injected, never global, so users can later be spread over engines.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+pub mod image;
+
+pub use bollard;
+pub use error::PoolError;
+pub use sandbox_exec::connect;

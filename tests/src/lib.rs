@@ -1,0 +1,235 @@
+//! Shared harness of the end-to-end tests: the daemon, the image, and sandbox containers that
+//! are labelled as test containers and removed by a guard even when a test fails.
+//!
+//! Never skips: without a daemon or an image, every test fails with a message that says what
+//! to run (`just test` does all of it).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, TopOptionsBuilder,
+};
+use sandbox_exec::ExecClient;
+
+/// Label on every container a test creates: `zcbot.test=1`.
+pub const TEST_LABEL: &str = "zcbot.test";
+/// Label naming the test that made a container.
+pub const TEST_NAME_LABEL: &str = "zcbot.test.name";
+/// The sandbox uid of the image the tests build (`just image`, default config).
+pub const SANDBOX_UID: u32 = sandbox_pool::image::DEFAULT_UID;
+/// The sandbox user of that image.
+pub const SANDBOX_USER: &str = sandbox_pool::image::DEFAULT_USER;
+
+/// Connects to the daemon, or fails the test loudly.
+pub async fn docker() -> Docker {
+    match sandbox_exec::connect().await {
+        Ok(d) => match d.ping().await {
+            Ok(_) => d,
+            Err(e) => panic!(
+                "the Docker daemon does not answer ({e}); run the tests with `just test`, which starts one"
+            ),
+        },
+        Err(e) => panic!(
+            "cannot connect to the Docker daemon ({e}); run the tests with `just test`, which starts one"
+        ),
+    }
+}
+
+/// The sandbox image under test: `SANDBOX_IMAGE`, else the tag `just image` wrote.
+pub fn image() -> String {
+    if let Ok(tag) = std::env::var("SANDBOX_IMAGE") {
+        return tag;
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/sandbox-image/tag");
+    match std::fs::read_to_string(file) {
+        Ok(tag) => tag.trim().to_owned(),
+        Err(_) => panic!("no sandbox image: run `just image` (or the whole `just test`) first"),
+    }
+}
+
+/// Labels for a container made by test `name`.
+pub fn test_labels(name: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (TEST_LABEL.to_owned(), "1".to_owned()),
+        (TEST_NAME_LABEL.to_owned(), name.to_owned()),
+    ])
+}
+
+/// A unique suffix for names.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
+}
+
+/// A user root on the host, owned by the sandbox uid so the sandbox user can write it.
+pub fn user_root() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("zcbot-test-root-")
+        .tempdir()
+        .expect("a temporary directory");
+    chown_to_sandbox(dir.path());
+    dir
+}
+
+/// Gives `path` to the sandbox uid (the tests run as root, as CI does).
+pub fn chown_to_sandbox(path: &std::path::Path) {
+    let id = Some(rustix::process::Uid::from_raw(SANDBOX_UID));
+    let gid = Some(rustix::process::Gid::from_raw(SANDBOX_UID));
+    rustix::fs::chown(path, id, gid).expect("chown the user root (the tests run as root)");
+}
+
+/// The hardened settings every sandbox gets (the pool's defaults, spelled out for tests that
+/// work below the pool).
+pub fn hardened_host_config(root: &std::path::Path) -> HostConfig {
+    HostConfig {
+        binds: Some(vec![format!("{}:/workspace", root.display())]),
+        network_mode: Some("none".to_owned()),
+        init: Some(true),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([
+            ("/tmp".to_owned(), "rw,nosuid,nodev,size=64m".to_owned()),
+            (
+                "/run".to_owned(),
+                "rw,nosuid,nodev,size=8m,mode=1777".to_owned(),
+            ),
+        ])),
+        memory: Some(512 * 1024 * 1024),
+        memory_swap: Some(512 * 1024 * 1024),
+        pids_limit: Some(256),
+        ..Default::default()
+    }
+}
+
+/// A running sandbox container made directly through the API (below the pool), removed on
+/// drop.
+pub struct TestSandbox {
+    /// The daemon.
+    pub docker: Docker,
+    /// Container id.
+    pub id: String,
+    /// The user root mounted at `/workspace`.
+    pub root: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestSandbox").field("id", &self.id).finish()
+    }
+}
+
+impl TestSandbox {
+    /// Starts a hardened sandbox for test `name`.
+    pub async fn start(name: &str) -> Self {
+        Self::start_with(name, |_| {}).await
+    }
+
+    /// Starts a sandbox for test `name` after `tweak` adjusts its host config.
+    pub async fn start_with(name: &str, tweak: impl FnOnce(&mut HostConfig)) -> Self {
+        let docker = docker().await;
+        let root = user_root();
+        let mut host = hardened_host_config(root.path());
+        tweak(&mut host);
+        let container_name = format!("zcbot-test-{name}-{}", unique()).replace('_', "-");
+        let body = ContainerCreateBody {
+            image: Some(image()),
+            user: Some(SANDBOX_USER.to_owned()),
+            labels: Some(test_labels(name)),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(
+                Some(
+                    CreateContainerOptionsBuilder::new()
+                        .name(&container_name)
+                        .build(),
+                ),
+                body,
+            )
+            .await
+            .expect("create the test container");
+        let sandbox = Self {
+            docker: docker.clone(),
+            id: created.id,
+            root,
+        };
+        docker
+            .start_container(&sandbox.id, None)
+            .await
+            .expect("start the test container");
+        sandbox
+    }
+
+    /// An exec client on this daemon.
+    pub fn exec(&self) -> ExecClient {
+        ExecClient::new(self.docker.clone())
+    }
+
+    /// The container's processes as the daemon sees them (`docker top`), one `args` string
+    /// each, without the init and the container's main `sleep infinity`.
+    pub async fn processes(&self) -> Vec<String> {
+        let top = self
+            .docker
+            .top_processes(
+                &self.id,
+                Some(TopOptionsBuilder::new().ps_args("-o pid,stat,args").build()),
+            )
+            .await
+            .expect("docker top");
+        top.processes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| row.get(2).cloned())
+            .filter(|args| !args.contains("docker-init") && args != "sleep infinity")
+            .collect()
+    }
+
+    /// Waits (bounded) until no process of a call is left, and returns what is left.
+    pub async fn settle(&self, limit: Duration) -> Vec<String> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            let left = self.processes().await;
+            if left.is_empty() || std::time::Instant::now() >= until {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestSandbox {
+    fn drop(&mut self) {
+        // Drop cannot await; the tests run on a multi-thread runtime, so block this worker
+        // for the removal. Removal errors are reported, not panicked on (we may be unwinding).
+        let docker = self.docker.clone();
+        let id = self.id.clone();
+        let remove = async move {
+            docker
+                .remove_container(
+                    &id,
+                    Some(
+                        RemoveContainerOptionsBuilder::new()
+                            .force(true)
+                            .v(true)
+                            .build(),
+                    ),
+                )
+                .await
+        };
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => tokio::task::block_in_place(|| handle.block_on(remove)),
+            Err(_) => tokio::runtime::Runtime::new()
+                .expect("a runtime for cleanup")
+                .block_on(remove),
+        };
+        if let Err(e) = result
+            && sandbox_exec::docker::status_code(&e) != Some(404)
+        {
+            eprintln!("warning: removing test container {}: {e}", self.id);
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! `sandbox-exec` against a real daemon and the sandbox image.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use e2e_tests::TestSandbox;
+use sandbox_exec::{ExecRequest, LostReason, OutputCaps, OutputChunk, StreamKind, Termination};
+use tokio_util::sync::CancellationToken;
+
+fn sh(cmd: &str) -> ExecRequest {
+    ExecRequest::new(["bash", "-c", cmd])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_are_the_commands_own() {
+    let sb = TestSandbox::start("exit_codes").await;
+    let exec = sb.exec();
+    for (cmd, want) in [
+        ("true", Termination::Exited { code: 0 }),
+        ("exit 3", Termination::Exited { code: 3 }),
+        ("no-such-command-xyz", Termination::Exited { code: 127 }),
+        ("kill -KILL $$", Termination::Signaled { signal: 9 }),
+        ("bash -c 'exit 4'", Termination::Exited { code: 4 }),
+    ] {
+        let out = exec.run(&sb.id, sh(cmd)).await.expect("run");
+        assert_eq!(out.termination, want, "{cmd}: {out:?}");
+    }
+    let sig = exec.run(&sb.id, sh("kill -TERM $$")).await.expect("run");
+    assert_eq!(sig.termination, Termination::Signaled { signal: 15 });
+    assert_eq!(sig.exit_code(), 143);
+    // A program the runner cannot find at all.
+    let missing = exec
+        .run(&sb.id, ExecRequest::new(["/no/such/binary"]))
+        .await
+        .expect("run");
+    assert_eq!(missing.exit_code(), 127);
+    assert!(missing.spawn_error.is_some());
+    assert!(
+        missing
+            .stderr
+            .to_string_lossy()
+            .contains("command not found")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdout_and_stderr_stay_apart() {
+    let sb = TestSandbox::start("streams_apart").await;
+    let out = sb
+        .exec()
+        .run(
+            &sb.id,
+            sh("echo out; echo err >&2; echo out2; echo err2 >&2"),
+        )
+        .await
+        .expect("run");
+    assert_eq!(out.stdout.to_string_lossy(), "out\nout2\n");
+    assert_eq!(out.stderr.to_string_lossy(), "err\nerr2\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_with_cjk_and_quotes_round_trips_on_stdin() {
+    let sb = TestSandbox::start("stdin_json").await;
+    let json = r#"{"path":"数据/报告 \"最终\".txt","s":"$(rm -rf /); echo 'hi'\n"}"#;
+    let out = sb
+        .exec()
+        .run(
+            &sb.id,
+            ExecRequest::new(["cat"]).with_stdin(json.to_owned()),
+        )
+        .await
+        .expect("run");
+    assert_eq!(out.termination, Termination::Exited { code: 0 });
+    assert_eq!(out.stdout.to_vec(), json.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_larger_than_10_mb_arrives_whole() {
+    let sb = TestSandbox::start("stdin_big").await;
+    let data: Vec<u8> = (0..(12 * 1024 * 1024u32))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let out = sb
+        .exec()
+        .run(&sb.id, sh("wc -c; ").with_stdin(data.clone()))
+        .await
+        .expect("run");
+    assert_eq!(out.stdout.to_string_lossy().trim(), data.len().to_string());
+    let sum = sb
+        .exec()
+        .run(
+            &sb.id,
+            sh("sha256sum | cut -c1-64").with_stdin(data.clone()),
+        )
+        .await
+        .expect("run");
+    let want = {
+        use std::fmt::Write;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&data);
+        digest.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
+    assert_eq!(sum.stdout.to_string_lossy().trim(), want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_cap_keeps_head_and_tail_and_counts_the_rest() {
+    let sb = TestSandbox::start("output_cap").await;
+    let out = sb
+        .exec()
+        .run(
+            &sb.id,
+            sh("printf 'HEAD'; head -c 1000000 /dev/zero | tr '\\0' x; printf 'TAIL'")
+                .with_caps(OutputCaps::new(10, 10)),
+        )
+        .await
+        .expect("run");
+    assert_eq!(out.stdout.head(), b"HEADxxxxxx");
+    assert_eq!(out.stdout.tail(), b"xxxxxxTAIL");
+    assert_eq!(out.stdout.dropped(), 1_000_008 - 20);
+    assert_eq!(out.stdout.total(), 1_000_008);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_and_invalid_utf8_output_is_kept_as_bytes() {
+    let sb = TestSandbox::start("binary_out").await;
+    let out = sb
+        .exec()
+        .run(&sb.id, sh("printf '\\x00\\xff\\xfe abc \\xc3\\x28'"))
+        .await
+        .expect("run");
+    assert_eq!(out.stdout.to_vec(), b"\x00\xff\xfe abc \xc3\x28");
+    assert!(out.stdout.to_string_lossy().contains('\u{fffd}'));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sink_gets_the_first_chunk_long_before_the_end() {
+    let sb = TestSandbox::start("sink_early").await;
+    let seen: Arc<Mutex<Vec<(Duration, StreamKind, Bytes)>>> = Arc::default();
+    let started = Instant::now();
+    let record = Arc::clone(&seen);
+    let sink = move |c: OutputChunk| {
+        record
+            .lock()
+            .expect("lock")
+            .push((started.elapsed(), c.stream, c.bytes));
+    };
+    let out = sb
+        .exec()
+        .run(
+            &sb.id,
+            sh("echo first; sleep 1; echo second").with_sink(Arc::new(sink)),
+        )
+        .await
+        .expect("run");
+    let seen = seen.lock().expect("lock");
+    let (first_at, stream, bytes) = seen.first().cloned().expect("a chunk");
+    assert_eq!((stream, &bytes[..]), (StreamKind::Stdout, &b"first\n"[..]));
+    assert!(
+        first_at + Duration::from_millis(700) < out.duration,
+        "first chunk at {first_at:?}, call took {:?}",
+        out.duration
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_background_process_does_not_hang_the_call_and_keeps_running() {
+    let sb = TestSandbox::start("background").await;
+    let out = sb
+        .exec()
+        .run(
+            &sb.id,
+            sh("sleep 300 & echo started").with_timeout(Duration::from_secs(30)),
+        )
+        .await
+        .expect("run");
+    assert_eq!(out.termination, Termination::Exited { code: 0 });
+    assert_eq!(out.stdout.to_string_lossy(), "started\n");
+    assert!(out.leaked_output);
+    assert!(
+        out.duration < Duration::from_secs(5),
+        "took {:?}",
+        out.duration
+    );
+    let left = sb.processes().await;
+    assert!(left.iter().any(|p| p == "sleep 300"), "{left:?}");
+}
+
+/// Commands whose processes try to outlive a kill.
+const ESCAPES: &[(&str, &str)] = &[
+    ("plain", "sleep 300"),
+    ("background", "sleep 300 & sleep 301"),
+    ("setsid", "setsid sleep 300 & sleep 301"),
+    (
+        "double_fork",
+        "nohup sh -c 'sleep 300 &' >/dev/null 2>&1 & sleep 301",
+    ),
+    ("ignores_term", "trap '' TERM; sleep 300 & sleep 301"),
+    (
+        "clears_env",
+        "env -i /bin/sleep 300 & setsid env -i /bin/sleep 302 & sleep 301",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_leaves_nothing_running() {
+    let sb = TestSandbox::start("timeout_kill").await;
+    let exec = sb.exec();
+    for (name, cmd) in ESCAPES {
+        let out = exec
+            .run(&sb.id, sh(cmd).with_timeout(Duration::from_millis(700)))
+            .await
+            .expect("run");
+        assert_eq!(out.termination, Termination::TimedOut, "{name}");
+        let kill = out.kill.as_ref().expect("a kill ran");
+        assert!(kill.nothing_left(), "{name}: {kill:?}");
+        let left = sb.settle(Duration::from_secs(2)).await;
+        assert!(left.is_empty(), "{name}: left running: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_acts_at_once_and_leaves_nothing_running() {
+    let sb = TestSandbox::start("cancel_kill").await;
+    let exec = sb.exec();
+    for (name, cmd) in ESCAPES {
+        let token = CancellationToken::new();
+        let run = exec.run(
+            &sb.id,
+            sh(&format!("echo ready; {cmd}"))
+                .with_cancel(token.clone())
+                .with_timeout(Duration::from_secs(60)),
+        );
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            token.cancel();
+            Instant::now()
+        };
+        let (out, cancelled_at) = tokio::join!(run, cancel);
+        let out = out.expect("run");
+        assert_eq!(out.termination, Termination::Cancelled, "{name}");
+        assert_eq!(out.stdout.to_string_lossy(), "ready\n", "{name}");
+        let kill = out.kill.as_ref().expect("a kill ran");
+        assert!(kill.nothing_left(), "{name}: {kill:?}");
+        let left = sb.settle(Duration::from_secs(2)).await;
+        assert!(left.is_empty(), "{name}: left running: {left:?}");
+        // No polling interval: the kill starts when the token fires.
+        assert!(cancelled_at.elapsed() < Duration::from_secs(3), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_before_the_start_runs_nothing() {
+    let sb = TestSandbox::start("cancel_early").await;
+    let token = CancellationToken::new();
+    token.cancel();
+    let out = sb
+        .exec()
+        .run(&sb.id, sh("touch /workspace/ran").with_cancel(token))
+        .await
+        .expect("run");
+    assert_eq!(out.termination, Termination::Cancelled);
+    assert!(!sb.root.path().join("ran").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_sequential_calls_under_a_pids_limit_leave_no_zombies() {
+    let sb = TestSandbox::start_with("pids_limit", |h| h.pids_limit = Some(64)).await;
+    let exec = sb.exec();
+    for i in 0..200 {
+        let out = exec
+            .run(&sb.id, sh("setsid bash -c true; (sleep 0.01 &); true"))
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(out.termination, Termination::Exited { code: 0 }, "call {i}");
+    }
+    let left = sb.settle(Duration::from_secs(2)).await;
+    assert!(left.is_empty(), "left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_removed_mid_call_is_reported_lost() {
+    let sb = TestSandbox::start("lost").await;
+    let exec = sb.exec();
+    let run = exec.run(&sb.id, sh("echo started; sleep 100"));
+    let remove = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sb.docker
+            .remove_container(
+                &sb.id,
+                Some(
+                    bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .build(),
+                ),
+            )
+            .await
+            .expect("remove");
+    };
+    let (out, ()) = tokio::join!(run, remove);
+    let out = out.expect("run");
+    assert_eq!(
+        out.termination,
+        Termination::SandboxLost {
+            reason: LostReason::ContainerRemoved
+        },
+        "{out:?}"
+    );
+    assert_eq!(out.stdout.to_string_lossy(), "started\n");
+    // And a new call says which container is missing.
+    let err = exec.run(&sb.id, sh("true")).await.expect_err("gone");
+    assert!(err.is_sandbox_gone(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_container_is_a_typed_error() {
+    let sb = TestSandbox::start("stopped").await;
+    sb.docker.stop_container(&sb.id, None).await.expect("stop");
+    let err = sb
+        .exec()
+        .run(&sb.id, sh("true"))
+        .await
+        .expect_err("stopped");
+    assert!(
+        matches!(err, sandbox_exec::ExecError::ContainerNotRunning { ref container, .. } if *container == sb.id),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_is_static_and_supervises_inside_the_image() {
+    let sb = TestSandbox::start("runner_static").await;
+    let out = sb
+        .exec()
+        .run(
+            &sb.id,
+            sh("/sandbox/bin/sandbox-runner version; id -u; cat /proc/$PPID/cmdline | tr '\\0' ' '"),
+        )
+        .await
+        .expect("run");
+    let text = out.stdout.to_string_lossy();
+    assert!(text.starts_with("sandbox-runner "), "{text}");
+    assert!(
+        text.contains(&format!("\n{}\n", e2e_tests::SANDBOX_UID)),
+        "{text}"
+    );
+    // The command's parent is the supervisor.
+    assert!(text.contains("/sandbox/bin/sandbox-runner run "), "{text}");
+}
