@@ -117,9 +117,7 @@ impl Finder {
 
 fn is_supervisor(pid: i32) -> bool {
     let argv = procs::cmdline(pid);
-    argv.len() >= 2
-        && argv[0].ends_with(b"sandbox-runner")
-        && argv[1] == cmd::RUN.as_bytes()
+    argv.len() >= 2 && argv[0].ends_with(b"sandbox-runner") && argv[1] == cmd::RUN.as_bytes()
 }
 
 fn signal(pid: i32, sig: Signal) {

@@ -18,7 +18,12 @@ fn usage() -> ! {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [c, json] if *c == cmd::RUN => supervise::run(json),
         [c, json] if *c == cmd::KILL => {
             let req: KillRequest = serde_json::from_str(json).unwrap_or_else(|e| {
@@ -45,12 +50,18 @@ fn main() {
                 Ok(_) if raw.len() as u64 > MAX_TOOL_INPUT => {
                     tools::ToolOutput::bad_args(name, "input larger than 256 MiB")
                 }
-                Ok(_) => match serde_json::from_slice::<ToolInput>(&raw) {
-                    Err(e) => tools::ToolOutput::bad_args(name, format!("input is not valid JSON: {e}")),
-                    Ok(input) => {
-                        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-                        tools::run_tool(name, &input, &cwd)
+                Ok(_) => match (
+                    serde_json::from_slice::<ToolInput>(&raw),
+                    std::env::current_dir(),
+                ) {
+                    (Err(e), _) => {
+                        tools::ToolOutput::bad_args(name, format!("input is not valid JSON: {e}"))
                     }
+                    // Resolving relative paths against `/` instead would surprise everyone.
+                    (_, Err(e)) => tools::ToolOutput::failed(format!(
+                        "{name}: the working directory is gone: {e}"
+                    )),
+                    (Ok(input), Ok(cwd)) => tools::run_tool(name, &input, &cwd),
                 },
             };
             let _ = std::io::stdout().write_all(out.stdout.as_bytes());

@@ -186,8 +186,8 @@ fn fail_usage(message: &str) -> ! {
 /// Runs one call as described by `arg` (a JSON [`RunRequest`]) and exits with its code.
 pub fn run(arg: &str) -> ! {
     let started = Instant::now();
-    let req: RunRequest = serde_json::from_str(arg)
-        .unwrap_or_else(|e| fail_usage(&format!("bad request: {e}")));
+    let req: RunRequest =
+        serde_json::from_str(arg).unwrap_or_else(|e| fail_usage(&format!("bad request: {e}")));
     let exec_id = std::env::var(EXEC_ID_ENV)
         .ok()
         .filter(|id| kill::valid_exec_id(id))
@@ -232,7 +232,9 @@ pub fn run(arg: &str) -> ! {
             if let Some(f) = lock(&err).as_mut() {
                 let name = program_name(&req);
                 let _ = match e.kind() {
-                    io::ErrorKind::NotFound => writeln!(f, "sandbox-runner: {name}: command not found"),
+                    io::ErrorKind::NotFound => {
+                        writeln!(f, "sandbox-runner: {name}: command not found")
+                    }
                     _ => writeln!(f, "sandbox-runner: {name}: {e}"),
                 };
             }
@@ -253,10 +255,7 @@ pub fn run(arg: &str) -> ! {
     let pgid_path = write_pgid_file(&exec_id, child_pid);
 
     // Second handles on the read ends, for the drainer when output leaks (see below).
-    let spare: Option<(OwnedFd, OwnedFd)> = out_r
-        .try_clone()
-        .ok()
-        .zip(err_r.try_clone().ok());
+    let spare: Option<(OwnedFd, OwnedFd)> = out_r.try_clone().ok().zip(err_r.try_clone().ok());
     let (done_tx, done_rx) = mpsc::channel();
     for (src, dst) in [(out_r, &out), (err_r, &err)] {
         let (dst, done) = (Arc::clone(dst), done_tx.clone());
@@ -371,4 +370,3 @@ pub fn drain() -> ! {
     }
     std::process::exit(0);
 }
-

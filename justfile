@@ -1,0 +1,49 @@
+# Entry points of the project. `just test` and `just demo` do all their own set-up.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+target := `rustc -vV | sed -n 's/^host: //p'`
+runner := "target/" + target + "/release/sandbox-runner"
+tag_file := "target/sandbox-image/tag"
+
+# List the recipes.
+default:
+    @just --list
+
+# Make sure a Docker daemon answers (as root on Debian: install and start one).
+docker-up:
+    scripts/docker-up.sh
+
+# Build the in-container runner as a static binary (runs in the image whatever the host glibc).
+runner:
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target {{target}} -p sandbox-runner
+
+# Build the sandbox image (and its base) through the Engine API, unless its inputs are unchanged.
+image: docker-up runner
+    mkdir -p target/sandbox-image
+    cargo run --locked -q -p pool-inspect -- image build --runner {{runner}} --tag-file {{tag_file}}
+
+# Every test of the workspace against the real daemon (never skipped), then lint.
+test: image
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export SANDBOX_IMAGE="$(cat {{tag_file}})"
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --locked
+    else
+        cargo test --workspace --locked
+    fi
+    just lint
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The project's main job: a scripted agent conversation in a fresh sandbox, shown step by step.
+demo: image
+    cargo run --locked -q --release -p pool-inspect -- demo
+
+# Speed side by side with the seed's way and the raw Engine API (BENCH_QUICK=1 for a short run).
+bench: image
+    @echo "bench: not written yet (issue #7)"
