@@ -1,0 +1,18 @@
+//! The tools a language model calls, split between the sandbox and the host.
+//!
+//! Owns: the `Executor` trait and the routing of the seven sandbox tools (`shell`,
+//! `run_python`, `read`, `write`, `edit`, `glob`, `grep`) to the user's container while every
+//! other tool stays with the host executor; the sandbox tools' JSON schemas; the
+//! argument checks done on the host before anything reaches a container; the text
+//! the model sees for every result and error ([`format`](mod@format)); and the disk-quota gate
+//! in front of `write` and `edit`.
+//!
+//! Must not: talk to bollard or the Docker daemon directly, or create, track or remove
+//! containers. Running a command is `sandbox-exec`'s job and the container lifecycle is
+//! `sandbox-pool`'s; this crate only decides what to run and words the answer.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod format;
+// mod docker_executor; // written separately
