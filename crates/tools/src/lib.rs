@@ -3,7 +3,7 @@
 //! Owns: the `Executor` trait and the routing of the seven sandbox tools (`shell`,
 //! `run_python`, `read`, `write`, `edit`, `glob`, `grep`) to the user's container while every
 //! other tool stays with the host executor; the sandbox tools' JSON schemas; the
-//! argument checks done on the host before anything reaches a container; the text
+//! argument checks done on the host before anything reaches a container ([`args`]); the text
 //! the model sees for every result and error ([`format`](mod@format)); and the disk-quota gate
 //! in front of `write` and `edit`.
 //!
@@ -14,5 +14,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod format;
 // mod docker_executor; // written separately
+
+pub use args::{ArgError, TimeoutLimits};
