@@ -233,3 +233,103 @@ impl Drop for TestSandbox {
         }
     }
 }
+
+/// A pool configuration for test `name`: a unique pool name (so tests never see each other's
+/// containers), test labels, short timings, and the image under test.
+pub fn pool_config(name: &str) -> sandbox_pool::PoolConfig {
+    sandbox_pool::PoolConfig {
+        image: image(),
+        name_prefix: format!("zt-{}", unique()),
+        labels: test_labels(name).into_iter().collect(),
+        memory: sandbox_pool::bytesize::ByteSize::mib(256),
+        ..Default::default()
+    }
+}
+
+/// A pool under test with its users' roots in a temporary folder. Dropping it removes every
+/// container carrying its pool label, whatever the test did.
+pub struct TestPool {
+    /// The pool.
+    pub pool: sandbox_pool::SandboxPool,
+    /// Holds one folder per user.
+    pub users: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPool")
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for TestPool {
+    type Target = sandbox_pool::SandboxPool;
+    fn deref(&self) -> &Self::Target {
+        &self.pool
+    }
+}
+
+impl TestPool {
+    /// Starts a pool with `config` (see [`pool_config`]).
+    pub async fn start(config: sandbox_pool::PoolConfig) -> Self {
+        let users = tempfile::Builder::new()
+            .prefix("zcbot-test-users-")
+            .tempdir()
+            .expect("a temporary directory");
+        let pool = Self::start_on(config, users.path()).await;
+        Self { pool, users }
+    }
+
+    /// Starts another pool instance on the same users' folder (a restarted service).
+    pub async fn start_on(
+        config: sandbox_pool::PoolConfig,
+        users: &std::path::Path,
+    ) -> sandbox_pool::SandboxPool {
+        sandbox_pool::SandboxPool::start_with_roots(docker().await, config, users.to_path_buf())
+            .await
+            .expect("start the pool")
+    }
+
+    /// This pool's containers as the daemon lists them (all states).
+    pub async fn containers(&self) -> Vec<bollard::models::ContainerSummary> {
+        list_pool(&self.pool.docker().clone(), &self.pool.config().name_prefix).await
+    }
+}
+
+/// Containers with pool label `pool`.
+pub async fn list_pool(docker: &Docker, pool: &str) -> Vec<bollard::models::ContainerSummary> {
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&sandbox_pool::labels::pool_filter(pool))
+        .build();
+    docker.list_containers(Some(options)).await.expect("list")
+}
+
+impl Drop for TestPool {
+    fn drop(&mut self) {
+        let docker = self.pool.docker().clone();
+        let pool = self.pool.config().name_prefix.clone();
+        let sweep = async move {
+            for c in list_pool(&docker, &pool).await {
+                let _ = docker
+                    .remove_container(
+                        &c.id.unwrap_or_default(),
+                        Some(
+                            RemoveContainerOptionsBuilder::new()
+                                .force(true)
+                                .v(true)
+                                .build(),
+                        ),
+                    )
+                    .await;
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => tokio::task::block_in_place(|| handle.block_on(sweep)),
+            Err(_) => tokio::runtime::Runtime::new()
+                .expect("a runtime for cleanup")
+                .block_on(sweep),
+        }
+    }
+}

@@ -14,6 +14,102 @@ pub enum PoolError {
         /// The id given.
         user: String,
     },
+    /// The image carries no sandbox uid label and the configuration gives none.
+    #[error(
+        "image {image} does not say its sandbox uid: set `sandbox_uid` in the pool configuration"
+    )]
+    SandboxUidUnknown {
+        /// The image reference.
+        image: String,
+    },
+    /// A container with the sandbox's name exists but is not ours; it is never touched.
+    #[error("a container named {name} exists for user {user} but was not made by this pool")]
+    NameTaken {
+        /// The user.
+        user: String,
+        /// The container name.
+        name: String,
+    },
+    /// The user root cannot be used.
+    #[error("user root {path} of user {user}: {reason}")]
+    UserRoot {
+        /// The user.
+        user: String,
+        /// The host path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An extra mount's host folder does not exist (the daemon would create an empty one).
+    #[error("extra mount source {path} does not exist")]
+    MountSourceMissing {
+        /// The host path.
+        path: PathBuf,
+    },
+    /// Every sandbox is busy and the pool is at `max_sandboxes`.
+    #[error("the pool is full: {max} sandboxes, none idle")]
+    PoolFull {
+        /// The configured cap.
+        max: usize,
+    },
+    /// Listing containers failed.
+    #[error("listing the pool's containers")]
+    ListContainers(#[source] DockerError),
+    /// Inspecting a user's container failed (other than "not found").
+    #[error("inspecting container {container} of user {user}")]
+    InspectContainer {
+        /// The user.
+        user: String,
+        /// Container name or id.
+        container: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
+    /// Creating a user's container failed.
+    #[error("creating container {name} for user {user}")]
+    CreateContainer {
+        /// The user.
+        user: String,
+        /// The container name.
+        name: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
+    /// Starting a user's new container failed; `cleanup` says whether removing it failed too.
+    #[error("starting container {container} of user {user}{}", cleanup.as_ref().map(|c| format!(" (and removing it failed too: {c})")).unwrap_or_default())]
+    StartContainer {
+        /// The user.
+        user: String,
+        /// Container id.
+        container: String,
+        /// The daemon's answer to the start.
+        #[source]
+        source: DockerError,
+        /// Why the cleanup removal failed, if it did (boxed: keeps the error small).
+        cleanup: Option<Box<str>>,
+    },
+    /// Removing a container failed (other than "already gone").
+    #[error("removing container {container} of user {user}")]
+    RemoveContainer {
+        /// The user.
+        user: String,
+        /// Container id.
+        container: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
+    /// Reading a container's usage from the stats API failed.
+    #[error("reading the stats of container {container}")]
+    Stats {
+        /// Container id.
+        container: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
     /// Inspecting an image failed (other than "not found").
     #[error("inspecting image {image}")]
     InspectImage {

@@ -12,9 +12,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 mod error;
 pub mod image;
+pub mod labels;
+mod locks;
+mod pool;
+pub mod view;
 
 pub use bollard;
+pub use bytesize;
+pub use config::{ExtraMount, PoolConfig};
 pub use error::PoolError;
+pub use pool::{
+    Lease, Recreated, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots, validate_user,
+};
 pub use sandbox_exec::connect;
+pub use view::{Usage, daemon_view, usage};

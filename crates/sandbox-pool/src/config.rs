@@ -1,0 +1,149 @@
+//! [`PoolConfig`]: everything a sandbox container is made from. Serde-deserializable (TOML,
+//! YAML, JSON); every default is a documented constant.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// Default image: `zcbot-sandbox:latest` (what `just image` builds and tags).
+pub const DEFAULT_IMAGE: &str = "zcbot-sandbox:latest";
+/// Default container name prefix: `zcbot-sandbox` (containers are `<prefix>-<user>`).
+pub const DEFAULT_NAME_PREFIX: &str = "zcbot-sandbox";
+/// Default user commands run as in the sandbox: `zcbot`.
+pub const DEFAULT_SANDBOX_USER: &str = crate::image::DEFAULT_USER;
+/// Default memory limit (swap included: memory-swap = memory): 1 GiB.
+pub const DEFAULT_MEMORY: ByteSize = ByteSize::gib(1);
+/// Default CPU limit: 1 CPU.
+pub const DEFAULT_CPUS: f64 = 1.0;
+/// Default limit on processes and threads: 256.
+pub const DEFAULT_PIDS_LIMIT: i64 = 256;
+/// Default open-files limit (soft = hard): 1024.
+pub const DEFAULT_NOFILE: u64 = 1024;
+/// Default network mode: `none`.
+pub const DEFAULT_NETWORK_MODE: &str = "none";
+/// Default size of the `/tmp` tmpfs: 256 MiB.
+pub const DEFAULT_TMP_SIZE: ByteSize = ByteSize::mib(256);
+/// Default size of the `/run` tmpfs (pgid files only): 16 MiB.
+pub const DEFAULT_RUN_SIZE: ByteSize = ByteSize::mib(16);
+/// Default idle time after which the reaper removes a sandbox: 5 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default interval between reaper passes: 30 s.
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time a sandbox seen healthy is trusted without asking the daemon: 30 s.
+pub const DEFAULT_HEALTH_TTL: Duration = Duration::from_secs(30);
+/// Default cap on sandboxes held at once: 64.
+pub const DEFAULT_MAX_SANDBOXES: usize = 64;
+/// Where the user root is mounted in the container.
+pub const WORKSPACE: &str = "/workspace";
+
+/// A host folder mounted read-only into every sandbox (for example skills at
+/// `/sandbox/skills`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraMount {
+    /// Host path; must exist (the daemon would otherwise create an empty directory there).
+    pub source: PathBuf,
+    /// Path in the container.
+    pub target: String,
+}
+
+/// What the pool makes containers from and how it keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Image reference. Its id (not the name) goes into the configuration hash, so
+    /// rebuilding the image recreates sandboxes on their next use.
+    pub image: String,
+    /// Container names are `<name_prefix>-<user>`; the prefix also names the pool in labels,
+    /// so pools with different prefixes never touch each other's containers.
+    pub name_prefix: String,
+    /// User that commands run as (a name from the image, or `uid[:gid]`).
+    pub sandbox_user: String,
+    /// The sandbox uid that must own the user root. `None`: read it from the image's label
+    /// (set by our image build).
+    pub sandbox_uid: Option<u32>,
+    /// Read-only host folders mounted into every sandbox.
+    pub extra_mounts: Vec<ExtraMount>,
+    /// Memory limit; memory-swap is set to the same value (no swap).
+    pub memory: ByteSize,
+    /// CPU limit in CPUs (fractions allowed).
+    pub cpus: f64,
+    /// Limit on processes and threads.
+    pub pids_limit: i64,
+    /// Open-files limit.
+    pub nofile: u64,
+    /// Network mode.
+    pub network_mode: String,
+    /// Read-only root filesystem (with tmpfs `/tmp` and `/run`).
+    pub read_only_rootfs: bool,
+    /// Size of the `/tmp` tmpfs.
+    pub tmp_size: ByteSize,
+    /// Size of the `/run` tmpfs.
+    pub run_size: ByteSize,
+    /// OCI runtime (for example `runsc`); `None`: the daemon's default.
+    pub runtime: Option<String>,
+    /// Idle time after which the reaper removes a sandbox.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Interval between reaper passes.
+    #[serde(with = "humantime_serde")]
+    pub reap_interval: Duration,
+    /// How long a sandbox seen healthy is trusted without asking the daemon.
+    #[serde(with = "humantime_serde")]
+    pub health_ttl: Duration,
+    /// Cap on sandboxes held at once.
+    pub max_sandboxes: usize,
+    /// Extra labels on every container.
+    pub labels: BTreeMap<String, String>,
+    /// Folder holding one user root per user (`<users_root>/<user>`), used when the pool is
+    /// not given a mapping of its own.
+    pub users_root: Option<PathBuf>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_IMAGE.to_owned(),
+            name_prefix: DEFAULT_NAME_PREFIX.to_owned(),
+            sandbox_user: DEFAULT_SANDBOX_USER.to_owned(),
+            sandbox_uid: None,
+            extra_mounts: Vec::new(),
+            memory: DEFAULT_MEMORY,
+            cpus: DEFAULT_CPUS,
+            pids_limit: DEFAULT_PIDS_LIMIT,
+            nofile: DEFAULT_NOFILE,
+            network_mode: DEFAULT_NETWORK_MODE.to_owned(),
+            read_only_rootfs: true,
+            tmp_size: DEFAULT_TMP_SIZE,
+            run_size: DEFAULT_RUN_SIZE,
+            runtime: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            reap_interval: DEFAULT_REAP_INTERVAL,
+            health_ttl: DEFAULT_HEALTH_TTL,
+            max_sandboxes: DEFAULT_MAX_SANDBOXES,
+            labels: BTreeMap::new(),
+            users_root: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_what_a_file_leaves_out() {
+        let c: PoolConfig = serde_json::from_str(
+            r#"{"memory": "512MiB", "idle_timeout": "90s", "labels": {"team": "a"}}"#,
+        )
+        .expect("parse");
+        assert_eq!(c.memory, ByteSize::mib(512));
+        assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.pids_limit, DEFAULT_PIDS_LIMIT);
+        assert_eq!(c.network_mode, "none");
+        assert!(serde_json::from_str::<PoolConfig>(r#"{"memroy": "1GiB"}"#).is_err());
+    }
+}

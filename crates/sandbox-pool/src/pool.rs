@@ -1,0 +1,988 @@
+//! [`SandboxPool`]: one container per user, made on first use, trusted from memory while
+//! healthy, recreated when gone, dead or outdated, removed when idle.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, ResourcesUlimits,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use sandbox_exec::docker::{is_conflict, is_not_found};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::PoolError;
+use crate::config::{PoolConfig, WORKSPACE};
+use crate::image::UID_LABEL;
+use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
+use crate::locks::LockMap;
+
+/// Where each user's root lives on the host. The pool mounts it at `/workspace`.
+pub trait UserRoots: Send + Sync {
+    /// The host folder of `user` (need not exist yet).
+    fn root(&self, user: &str) -> PathBuf;
+}
+
+/// A base folder: user `u`'s root is `<base>/u`.
+impl UserRoots for PathBuf {
+    fn root(&self, user: &str) -> PathBuf {
+        self.join(user)
+    }
+}
+
+/// Any function from user to folder.
+impl<F: Fn(&str) -> PathBuf + Send + Sync> UserRoots for F {
+    fn root(&self, user: &str) -> PathBuf {
+        self(user)
+    }
+}
+
+/// Why a user's container was replaced on this `ensure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recreated {
+    /// It had been removed from outside.
+    Removed,
+    /// It had exited (crashed or was stopped).
+    Exited {
+        /// Its exit code, when known.
+        exit_code: Option<i64>,
+    },
+    /// The kernel's OOM killer ended it.
+    OomKilled,
+    /// It was made with another configuration (or image).
+    ConfigChanged,
+}
+
+/// A user's sandbox, as `ensure` hands it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// The user.
+    pub user: String,
+    /// Container id.
+    pub container_id: String,
+    /// Container name (`<prefix>-<user>`).
+    pub name: String,
+    /// The user root on the host, mounted at [`WORKSPACE`].
+    pub user_root: PathBuf,
+    /// The user commands run as.
+    pub exec_user: String,
+    /// Set when this `ensure` replaced a previous container, saying why.
+    pub recreated: Option<Recreated>,
+}
+
+impl Sandbox {
+    /// The container path for a host directory: `/workspace/<path relative to the user root>`,
+    /// or `/workspace` when the directory lies outside the root (as the seed did).
+    pub fn container_dir(&self, host_dir: &Path) -> String {
+        match host_dir.strip_prefix(&self.user_root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => {
+                format!("{WORKSPACE}/{}", rel.to_string_lossy())
+            }
+            _ => WORKSPACE.to_owned(),
+        }
+    }
+}
+
+/// What `shutdown` does with the sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownPolicy {
+    /// Remove every sandbox.
+    Remove,
+    /// Leave them running; the next pool with the same name adopts them.
+    Keep,
+}
+
+/// One sandbox in the pool's memory.
+#[derive(Debug, Clone)]
+struct Entry {
+    container_id: String,
+    name: String,
+    created: Option<SystemTime>,
+    last_active: Instant,
+    in_flight: usize,
+    /// Last time the container was seen healthy (inspected running, or a call finished).
+    seen_healthy: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sandboxes: HashMap<String, Entry>,
+    /// Containers being created right now; they count against `max_sandboxes`.
+    reserved: usize,
+}
+
+/// A sandbox as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxInfo {
+    /// The user.
+    pub user: String,
+    /// Container id.
+    pub container_id: String,
+    /// Container name.
+    pub name: String,
+    /// `running`, `exited`, ...
+    pub state: String,
+    /// When the container was created.
+    #[serde(with = "optional_unix_secs")]
+    pub created: Option<SystemTime>,
+    /// Last call (end) or creation.
+    #[serde(with = "optional_unix_secs")]
+    pub last_active: Option<SystemTime>,
+    /// Calls running now, when known.
+    pub calls_in_flight: Option<usize>,
+    /// Memory in use (stats API), when asked for.
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads (stats API), when asked for.
+    pub pids: Option<u64>,
+}
+
+mod optional_unix_secs {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+struct Inner {
+    docker: Docker,
+    config: PoolConfig,
+    roots: Box<dyn UserRoots>,
+    image_id: String,
+    uid: u32,
+    session: String,
+    state: Mutex<State>,
+    locks: LockMap<String>,
+    stop: CancellationToken,
+    reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The pool. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct SandboxPool {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SandboxPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxPool")
+            .field("pool", &self.inner.config.name_prefix)
+            .field("image_id", &self.inner.image_id)
+            .field("sandboxes", &self.len())
+            .finish()
+    }
+}
+
+/// A sandbox in use by one call. While any lease is alive the reaper leaves the sandbox
+/// alone; dropping it marks the sandbox active (and healthy, unless [`Lease::mark_lost`]).
+#[derive(Debug)]
+pub struct Lease {
+    pool: SandboxPool,
+    sandbox: Sandbox,
+    lost: bool,
+}
+
+impl Lease {
+    /// The sandbox.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The call found the sandbox gone or broken: the next `ensure` asks the daemon instead
+    /// of trusting memory.
+    pub fn mark_lost(&mut self) {
+        self.lost = true;
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = self.pool.state();
+        if let Some(e) = state.sandboxes.get_mut(&self.sandbox.user)
+            && e.container_id == self.sandbox.container_id
+        {
+            e.in_flight = e.in_flight.saturating_sub(1);
+            e.last_active = Instant::now();
+            e.seen_healthy = if self.lost {
+                None
+            } else {
+                Some(Instant::now())
+            };
+        }
+    }
+}
+
+/// Holds a slot under `max_sandboxes` while a container is being made.
+struct Reservation<'a>(&'a SandboxPool);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.0.state().reserved -= 1;
+    }
+}
+
+/// User ids name containers (`<prefix>-<user>`) and label values: keep them to what Docker
+/// accepts in a name, and short.
+pub fn validate_user(user: &str) -> Result<(), PoolError> {
+    let ok = (1..=64).contains(&user.len())
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !user.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(PoolError::InvalidUser {
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl SandboxPool {
+    /// A pool on `docker` with `config`, taking user roots from `config.users_root`.
+    pub async fn start(docker: Docker, config: PoolConfig) -> Result<Self, PoolError> {
+        let base = config.users_root.clone().unwrap_or_else(|| {
+            PathBuf::from("/var/lib")
+                .join(&config.name_prefix)
+                .join("users")
+        });
+        Self::start_with_roots(docker, config, base).await
+    }
+
+    /// A pool on `docker` with `config` and the caller's mapping of users to roots.
+    ///
+    /// Resolves the image, then reconciles with the daemon: running containers with this
+    /// pool's labels and the current configuration are adopted (with fresh idle timers), the
+    /// rest of ours are removed, and containers without our labels are never touched. Then
+    /// starts the idle reaper.
+    pub async fn start_with_roots(
+        docker: Docker,
+        config: PoolConfig,
+        roots: impl UserRoots + 'static,
+    ) -> Result<Self, PoolError> {
+        let image = match docker.inspect_image(&config.image).await {
+            Ok(image) => image,
+            Err(e) if is_not_found(&e) => {
+                return Err(PoolError::ImageMissing {
+                    image: config.image.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(PoolError::InspectImage {
+                    image: config.image.clone(),
+                    source,
+                });
+            }
+        };
+        let label_uid = image
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(UID_LABEL))
+            .and_then(|v| v.parse().ok());
+        let uid = config
+            .sandbox_uid
+            .or(label_uid)
+            .ok_or_else(|| PoolError::SandboxUidUnknown {
+                image: config.image.clone(),
+            })?;
+        if uid == 0 {
+            return Err(PoolError::RootSandboxUser);
+        }
+        for m in &config.extra_mounts {
+            if !m.source.exists() {
+                return Err(PoolError::MountSourceMissing {
+                    path: m.source.clone(),
+                });
+            }
+        }
+        let pool = Self {
+            inner: Arc::new(Inner {
+                docker,
+                image_id: image.id.unwrap_or_default(),
+                uid,
+                session: uuid::Uuid::new_v4().simple().to_string(),
+                roots: Box::new(roots),
+                config,
+                state: Mutex::default(),
+                locks: LockMap::default(),
+                stop: CancellationToken::new(),
+                reaper: Mutex::default(),
+            }),
+        };
+        pool.reconcile().await?;
+        let reaper = tokio::spawn(reap_loop(
+            Arc::downgrade(&pool.inner),
+            pool.inner.stop.clone(),
+            pool.inner.config.reap_interval,
+        ));
+        *pool.inner.reaper.lock().unwrap_or_else(|e| e.into_inner()) = Some(reaper);
+        Ok(pool)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Critical sections never panic; recover rather than poison the whole pool.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The Docker client.
+    pub fn docker(&self) -> &Docker {
+        &self.inner.docker
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// The image id sandboxes are made from.
+    pub fn image_id(&self) -> &str {
+        &self.inner.image_id
+    }
+
+    /// The sandbox uid that owns user roots.
+    pub fn sandbox_uid(&self) -> u32 {
+        self.inner.uid
+    }
+
+    /// Sandboxes held now.
+    pub fn len(&self) -> usize {
+        self.state().sandboxes.len()
+    }
+
+    /// Whether the pool holds no sandbox.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Per-user lock entries alive now (they go away when nobody holds or waits).
+    pub fn lock_entries(&self) -> usize {
+        self.inner.locks.len()
+    }
+
+    fn name_of(&self, user: &str) -> String {
+        format!("{}-{user}", self.inner.config.name_prefix)
+    }
+
+    fn handle(&self, user: &str, entry: &Entry, recreated: Option<Recreated>) -> Sandbox {
+        Sandbox {
+            user: user.to_owned(),
+            container_id: entry.container_id.clone(),
+            name: entry.name.clone(),
+            user_root: self.inner.roots.root(user),
+            exec_user: self.inner.config.sandbox_user.clone(),
+            recreated,
+        }
+    }
+
+    fn lease(&self, sandbox: Sandbox) -> Lease {
+        Lease {
+            pool: self.clone(),
+            sandbox,
+            lost: false,
+        }
+    }
+
+    /// The warm path: a sandbox seen healthy within `health_ttl`, from memory, no daemon.
+    fn try_warm(&self, user: &str) -> Option<Lease> {
+        let ttl = self.inner.config.health_ttl;
+        let mut state = self.state();
+        let entry = state.sandboxes.get_mut(user)?;
+        if entry.seen_healthy.is_none_or(|t| t.elapsed() >= ttl) {
+            return None;
+        }
+        entry.in_flight += 1;
+        entry.last_active = Instant::now();
+        let entry = entry.clone();
+        drop(state);
+        Some(self.lease(self.handle(user, &entry, None)))
+    }
+
+    /// The user's sandbox, made or repaired if needed, leased for one call.
+    #[tracing::instrument(skip(self), fields(pool = %self.inner.config.name_prefix))]
+    pub async fn acquire(&self, user: &str) -> Result<Lease, PoolError> {
+        validate_user(user)?;
+        if let Some(lease) = self.try_warm(user) {
+            return Ok(lease);
+        }
+        let _guard = self.inner.locks.lock(user.to_owned()).await;
+        // Someone else may have made it while we waited for the lock.
+        if let Some(lease) = self.try_warm(user) {
+            return Ok(lease);
+        }
+        self.ensure_locked(user).await
+    }
+
+    /// The user's sandbox, made or repaired if needed. Marks it active.
+    pub async fn ensure(&self, user: &str) -> Result<Sandbox, PoolError> {
+        Ok(self.acquire(user).await?.sandbox.clone())
+    }
+
+    /// Marks the user's sandbox active now (defers the reaper).
+    pub fn mark_active(&self, user: &str) {
+        if let Some(e) = self.state().sandboxes.get_mut(user) {
+            e.last_active = Instant::now();
+        }
+    }
+
+    /// Forgets that the user's sandbox was healthy: the next `ensure` asks the daemon.
+    pub fn invalidate(&self, user: &str) {
+        if let Some(e) = self.state().sandboxes.get_mut(user) {
+            e.seen_healthy = None;
+        }
+    }
+
+    fn expected_hash(&self, user: &str) -> String {
+        let root = self.inner.roots.root(user);
+        labels::config_hash(
+            &self.inner.config,
+            &self.inner.image_id,
+            self.inner.uid,
+            &root.to_string_lossy(),
+        )
+    }
+
+    /// The slow path, under the user's lock: ask the daemon, adopt, repair or create.
+    async fn ensure_locked(&self, user: &str) -> Result<Lease, PoolError> {
+        let name = self.name_of(user);
+        let known = self.state().sandboxes.contains_key(user);
+        let mut recreated = known.then_some(Recreated::Removed);
+        match self.inner.docker.inspect_container(&name, None).await {
+            Ok(info) => match self.judge(user, &info)? {
+                None => {
+                    let entry = Entry {
+                        container_id: info.id.clone().unwrap_or_default(),
+                        name: name.clone(),
+                        created: parse_time(info.created.as_deref()),
+                        last_active: Instant::now(),
+                        in_flight: 1,
+                        seen_healthy: Some(Instant::now()),
+                    };
+                    let sandbox = self.handle(user, &entry, None);
+                    self.state().sandboxes.insert(user.to_owned(), entry);
+                    if !known {
+                        info!(user, container = %sandbox.container_id, "adopted a running sandbox");
+                    }
+                    return Ok(self.lease(sandbox));
+                }
+                Some(reason) => {
+                    let id = info.id.unwrap_or_default();
+                    warn!(user, container = %id, ?reason, "replacing the sandbox");
+                    self.state().sandboxes.remove(user);
+                    self.remove_container(user, &id).await?;
+                    recreated = Some(reason);
+                }
+            },
+            Err(e) if is_not_found(&e) => {
+                if known {
+                    warn!(user, "the sandbox was removed from outside; recreating it");
+                }
+                self.state().sandboxes.remove(user);
+            }
+            Err(source) => {
+                return Err(PoolError::InspectContainer {
+                    user: user.to_owned(),
+                    container: name,
+                    source,
+                });
+            }
+        }
+        self.create(user, &name, recreated).await
+    }
+
+    /// `None`: adopt this running container as it is. `Some(reason)`: replace it.
+    fn judge(
+        &self,
+        user: &str,
+        info: &ContainerInspectResponse,
+    ) -> Result<Option<Recreated>, PoolError> {
+        let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !labels::is_ours(labels, &self.inner.config.name_prefix) {
+            return Err(PoolError::NameTaken {
+                user: user.to_owned(),
+                name: self.name_of(user),
+            });
+        }
+        let state = info.state.clone().unwrap_or_default();
+        if state.oom_killed == Some(true) {
+            return Ok(Some(Recreated::OomKilled));
+        }
+        if state.running != Some(true) || state.paused == Some(true) {
+            return Ok(Some(Recreated::Exited {
+                exit_code: state.exit_code,
+            }));
+        }
+        let hash = labels.and_then(|l| l.get(CONFIG_HASH));
+        if hash != Some(&self.expected_hash(user)) {
+            return Ok(Some(Recreated::ConfigChanged));
+        }
+        Ok(None)
+    }
+
+    async fn create(
+        &self,
+        user: &str,
+        name: &str,
+        recreated: Option<Recreated>,
+    ) -> Result<Lease, PoolError> {
+        let _slot = self.reserve(user).await?;
+        let root = self.inner.roots.root(user);
+        prepare_root(user, &root, self.inner.uid)?;
+        let body = self.container_body(user, &root);
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let created = match self
+            .inner
+            .docker
+            .create_container(Some(options), body)
+            .await
+        {
+            Ok(c) => c,
+            // Another pool process made it between our inspect and create: take theirs.
+            Err(e) if is_conflict(&e) => return Box::pin(self.ensure_locked(user)).await,
+            Err(source) => {
+                return Err(PoolError::CreateContainer {
+                    user: user.to_owned(),
+                    name: name.to_owned(),
+                    source,
+                });
+            }
+        };
+        if let Err(source) = self.inner.docker.start_container(&created.id, None).await {
+            let cleanup = self.remove_container(user, &created.id).await.err();
+            return Err(PoolError::StartContainer {
+                user: user.to_owned(),
+                container: created.id,
+                source,
+                cleanup: cleanup.map(|e| e.to_string().into()),
+            });
+        }
+        let entry = Entry {
+            container_id: created.id,
+            name: name.to_owned(),
+            created: Some(SystemTime::now()),
+            last_active: Instant::now(),
+            in_flight: 1,
+            seen_healthy: Some(Instant::now()),
+        };
+        let sandbox = self.handle(user, &entry, recreated);
+        self.state().sandboxes.insert(user.to_owned(), entry);
+        info!(user, container = %sandbox.container_id, recreated = ?sandbox.recreated, "created a sandbox");
+        Ok(self.lease(sandbox))
+    }
+
+    /// Takes a slot under `max_sandboxes`, evicting the least recently active idle sandbox
+    /// of another user when full.
+    async fn reserve(&self, user: &str) -> Result<Reservation<'_>, PoolError> {
+        let max = self.inner.config.max_sandboxes;
+        let mut tried = HashSet::new();
+        loop {
+            let victim = {
+                let mut state = self.state();
+                if state.sandboxes.len() + state.reserved < max {
+                    state.reserved += 1;
+                    return Ok(Reservation(self));
+                }
+                state
+                    .sandboxes
+                    .iter()
+                    .filter(|(u, e)| e.in_flight == 0 && u.as_str() != user && !tried.contains(*u))
+                    .min_by_key(|(_, e)| e.last_active)
+                    .map(|(u, _)| u.clone())
+            };
+            let Some(victim) = victim else {
+                return Err(PoolError::PoolFull { max });
+            };
+            tried.insert(victim.clone());
+            // Never wait for another user's lock while holding ours: only take a free one.
+            if let Some(_guard) = self.inner.locks.try_lock(victim.clone()) {
+                info!(user, evicted = %victim, "pool full; evicting the least recently active idle sandbox");
+                self.remove_if_idle(&victim, Duration::ZERO).await;
+            }
+        }
+    }
+
+    /// Removes `user`'s sandbox if it is idle for at least `idle` with no call in flight.
+    /// The caller holds the user's lock. Returns whether it removed one.
+    async fn remove_if_idle(&self, user: &str, idle: Duration) -> bool {
+        let id = {
+            let mut state = self.state();
+            match state.sandboxes.get(user) {
+                Some(e) if e.in_flight == 0 && e.last_active.elapsed() >= idle => {
+                    state.sandboxes.remove(user).map(|e| e.container_id)
+                }
+                _ => None,
+            }
+        };
+        let Some(id) = id else { return false };
+        if let Err(e) = self.remove_container(user, &id).await {
+            // The entry is gone from memory; `ensure` and reconciliation deal with leftovers.
+            warn!(user, container = %id, error = %e, "failed to remove a sandbox");
+        }
+        true
+    }
+
+    /// Removes idle sandboxes now (the reaper does this every `reap_interval`). Never one with
+    /// a call in flight. Returns the users whose sandbox was removed.
+    pub async fn reap_idle(&self) -> Vec<String> {
+        let idle = self.inner.config.idle_timeout;
+        let candidates: Vec<String> = self
+            .state()
+            .sandboxes
+            .iter()
+            .filter(|(_, e)| e.in_flight == 0 && e.last_active.elapsed() >= idle)
+            .map(|(u, _)| u.clone())
+            .collect();
+        let mut reaped = Vec::new();
+        for user in candidates {
+            let Some(_guard) = self.inner.locks.try_lock(user.clone()) else {
+                continue; // busy: someone is ensuring it right now
+            };
+            if self.remove_if_idle(&user, idle).await {
+                info!(user, "reaped an idle sandbox");
+                reaped.push(user);
+            }
+        }
+        reaped
+    }
+
+    /// Removes the user's sandbox now, waiting for its lock. Returns whether there was one.
+    pub async fn remove(&self, user: &str) -> Result<bool, PoolError> {
+        validate_user(user)?;
+        let _guard = self.inner.locks.lock(user.to_owned()).await;
+        let known = self.state().sandboxes.remove(user).map(|e| e.container_id);
+        let id = match known {
+            Some(id) => id,
+            None => match self
+                .inner
+                .docker
+                .inspect_container(&self.name_of(user), None)
+                .await
+            {
+                Ok(info)
+                    if labels::is_ours(
+                        info.config.as_ref().and_then(|c| c.labels.as_ref()),
+                        &self.inner.config.name_prefix,
+                    ) =>
+                {
+                    info.id.unwrap_or_default()
+                }
+                Ok(_) => {
+                    return Err(PoolError::NameTaken {
+                        user: user.to_owned(),
+                        name: self.name_of(user),
+                    });
+                }
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(source) => {
+                    return Err(PoolError::InspectContainer {
+                        user: user.to_owned(),
+                        container: self.name_of(user),
+                        source,
+                    });
+                }
+            },
+        };
+        self.remove_container(user, &id).await?;
+        Ok(true)
+    }
+
+    async fn remove_container(&self, user: &str, id: &str) -> Result<(), PoolError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.inner.docker.remove_container(id, Some(options)).await {
+            // Already gone, or already being removed: the outcome we wanted.
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(source) => Err(PoolError::RemoveContainer {
+                user: user.to_owned(),
+                container: id.to_owned(),
+                source,
+            }),
+            Ok(()) => {
+                debug!(user, container = %id, "removed a sandbox");
+                Ok(())
+            }
+        }
+    }
+
+    /// Adopts this pool's running, current containers and removes its other ones.
+    async fn reconcile(&self) -> Result<(), PoolError> {
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&labels::pool_filter(&self.inner.config.name_prefix))
+            .build();
+        let containers = self
+            .inner
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(PoolError::ListContainers)?;
+        for c in containers {
+            let id = c.id.clone().unwrap_or_default();
+            let labels = c.labels.clone().unwrap_or_default();
+            let user = labels.get(USER).cloned().unwrap_or_default();
+            let name_ok = c.names.as_ref().is_some_and(|n| {
+                n.iter()
+                    .any(|n| n.trim_start_matches('/') == self.name_of(&user))
+            });
+            let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            let current = labels.get(CONFIG_HASH) == Some(&self.expected_hash(&user));
+            if validate_user(&user).is_ok() && name_ok && running && current {
+                let entry = Entry {
+                    container_id: id.clone(),
+                    name: self.name_of(&user),
+                    created: c
+                        .created
+                        .and_then(|s| u64::try_from(s).ok())
+                        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+                    last_active: Instant::now(),
+                    in_flight: 0,
+                    seen_healthy: Some(Instant::now()),
+                };
+                self.state().sandboxes.insert(user.clone(), entry);
+                info!(user, container = %id, "adopted a sandbox at start-up");
+            } else {
+                info!(user, container = %id, running, current, "removing a leftover sandbox");
+                if let Err(e) = self.remove_container(&user, &id).await {
+                    warn!(container = %id, error = %e, "failed to remove a leftover sandbox");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn container_body(&self, user: &str, root: &Path) -> ContainerCreateBody {
+        let c = &self.inner.config;
+        let mut binds = vec![format!("{}:{WORKSPACE}:rw", root.display())];
+        binds.extend(
+            c.extra_mounts
+                .iter()
+                .map(|m| format!("{}:{}:ro", m.source.display(), m.target)),
+        );
+        let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+        labels.extend([
+            (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
+            (POOL.to_owned(), c.name_prefix.clone()),
+            (USER.to_owned(), user.to_owned()),
+            (CONFIG_HASH.to_owned(), self.expected_hash(user)),
+            (SESSION.to_owned(), self.inner.session.clone()),
+        ]);
+        let memory = i64::try_from(c.memory.as_u64()).unwrap_or(i64::MAX);
+        ContainerCreateBody {
+            image: Some(c.image.clone()),
+            user: Some(c.sandbox_user.clone()),
+            working_dir: Some(WORKSPACE.to_owned()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                network_mode: Some(c.network_mode.clone()),
+                init: Some(true),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                security_opt: Some(vec!["no-new-privileges".to_owned()]),
+                readonly_rootfs: Some(c.read_only_rootfs),
+                tmpfs: Some(HashMap::from([
+                    (
+                        "/tmp".to_owned(),
+                        format!(
+                            "rw,exec,nosuid,nodev,size={},mode=1777",
+                            c.tmp_size.as_u64()
+                        ),
+                    ),
+                    (
+                        "/run".to_owned(),
+                        format!(
+                            "rw,noexec,nosuid,nodev,size={},mode=1777",
+                            c.run_size.as_u64()
+                        ),
+                    ),
+                ])),
+                memory: Some(memory),
+                memory_swap: Some(memory),
+                nano_cpus: Some((c.cpus * 1e9) as i64),
+                pids_limit: Some(c.pids_limit),
+                ulimits: Some(vec![ResourcesUlimits {
+                    name: Some("nofile".to_owned()),
+                    soft: Some(c.nofile as i64),
+                    hard: Some(c.nofile as i64),
+                }]),
+                runtime: c.runtime.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The sandboxes in memory, for the operator.
+    pub fn snapshot(&self) -> Vec<SandboxInfo> {
+        let now = (Instant::now(), SystemTime::now());
+        let mut list: Vec<SandboxInfo> = self
+            .state()
+            .sandboxes
+            .iter()
+            .map(|(user, e)| SandboxInfo {
+                user: user.clone(),
+                container_id: e.container_id.clone(),
+                name: e.name.clone(),
+                state: "running".to_owned(),
+                created: e.created,
+                last_active: now.1.checked_sub(now.0.duration_since(e.last_active)),
+                calls_in_flight: Some(e.in_flight),
+                memory_bytes: None,
+                pids: None,
+            })
+            .collect();
+        list.sort_by(|a, b| a.user.cmp(&b.user));
+        list
+    }
+
+    /// Stops the reaper and, by `policy`, removes or keeps the sandboxes.
+    pub async fn shutdown(&self, policy: ShutdownPolicy) -> Result<(), PoolError> {
+        self.inner.stop.cancel();
+        let reaper = self
+            .inner
+            .reaper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(reaper) = reaper {
+            let _ = reaper.await;
+        }
+        if policy == ShutdownPolicy::Keep {
+            return Ok(());
+        }
+        let all: Vec<(String, String)> = self
+            .state()
+            .sandboxes
+            .drain()
+            .map(|(u, e)| (u, e.container_id))
+            .collect();
+        let mut first_error = None;
+        for (user, id) in all {
+            if let Err(e) = self.remove_container(&user, &id).await {
+                warn!(user, container = %id, error = %e, "failed to remove a sandbox at shutdown");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn reap_loop(pool: Weak<Inner>, stop: CancellationToken, every: Duration) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        // The pool was dropped without `shutdown`: nothing left to reap for.
+        let Some(inner) = pool.upgrade() else { return };
+        SandboxPool { inner }.reap_idle().await;
+    }
+}
+
+fn parse_time(text: Option<&str>) -> Option<SystemTime> {
+    crate::view::parse_rfc3339(text?)
+}
+
+/// Makes the user root exist and be writable by the sandbox uid.
+fn prepare_root(user: &str, root: &Path, uid: u32) -> Result<(), PoolError> {
+    let fail = |reason: String| PoolError::UserRoot {
+        user: user.to_owned(),
+        path: root.to_owned(),
+        reason,
+    };
+    if !root.is_absolute() {
+        return Err(fail("must be an absolute path".to_owned()));
+    }
+    if !root.exists() {
+        std::fs::create_dir_all(root).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    }
+    let meta = std::fs::metadata(root).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(fail("is not a directory".to_owned()));
+    }
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() == uid {
+        return Ok(());
+    }
+    if rustix::process::geteuid().is_root() {
+        let id = Some(rustix::process::Uid::from_raw(uid));
+        let gid = Some(rustix::process::Gid::from_raw(uid));
+        return rustix::fs::chown(root, id, gid)
+            .map_err(|e| fail(format!("cannot give it to the sandbox uid {uid}: {e}")));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Ok(());
+    }
+    Err(fail(format!(
+        "owned by uid {}, so the sandbox uid {uid} cannot write it; run the pool as root or chown it to {uid}",
+        meta.uid()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_must_make_container_names() {
+        for ok in [
+            "u1",
+            "alice.smith",
+            "a-b_c",
+            "0f8c1b2e-3d4a-4b5c-9d6e-7f8a9b0c1d2e",
+        ] {
+            assert!(validate_user(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a/b", "a b", "ü", "x:y", &"a".repeat(65)] {
+            assert!(validate_user(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn container_dir_maps_like_the_seed() {
+        let sb = Sandbox {
+            user: "u".into(),
+            container_id: "c".into(),
+            name: "n".into(),
+            user_root: PathBuf::from("/srv/u"),
+            exec_user: "zcbot".into(),
+            recreated: None,
+        };
+        assert_eq!(sb.container_dir(Path::new("/srv/u")), "/workspace");
+        assert_eq!(
+            sb.container_dir(Path::new("/srv/u/proj/src")),
+            "/workspace/proj/src"
+        );
+        assert_eq!(sb.container_dir(Path::new("/elsewhere")), "/workspace");
+        assert_eq!(sb.container_dir(Path::new("/srv/user2")), "/workspace");
+    }
+
+    #[test]
+    fn a_user_root_that_cannot_be_made_is_a_clear_error() {
+        let err = prepare_root("u", Path::new("relative/path"), 1000).expect_err("relative");
+        assert!(err.to_string().contains("absolute"), "{err}");
+        let file = tempfile::NamedTempFile::new().expect("file");
+        let err = prepare_root("u", file.path(), 1000).expect_err("a file");
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+}

@@ -1,0 +1,164 @@
+//! The operator's view of a pool read from the daemon alone (for `pool-inspect`, which runs
+//! in another process than the service and so cannot see the pool's memory).
+//!
+//! Last activity comes from the daemon's recent events (`exec_start`/`exec_die` of the
+//! container; the daemon keeps the last few hundred), falling back to the container's start;
+//! calls in flight are the container's running execs.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListContainersOptionsBuilder, StatsOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use crate::PoolError;
+use crate::labels::{self, USER};
+use crate::pool::SandboxInfo;
+
+/// How far back to look for a container's last call in the daemon's events.
+const EVENTS_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Memory and process count of one container, from one stats sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Memory in use, bytes.
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads.
+    pub pids: Option<u64>,
+}
+
+/// One stats sample of `container`.
+pub async fn usage(docker: &Docker, container: &str) -> Result<Usage, PoolError> {
+    let options = StatsOptionsBuilder::new()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let mut stream = docker.stats(container, Some(options));
+    let stats = match stream.next().await {
+        Some(Ok(s)) => s,
+        Some(Err(source)) => {
+            return Err(PoolError::Stats {
+                container: container.to_owned(),
+                source,
+            });
+        }
+        None => return Ok(Usage::default()),
+    };
+    Ok(Usage {
+        memory_bytes: stats.memory_stats.and_then(|m| m.usage),
+        pids: stats.pids_stats.and_then(|p| p.current),
+    })
+}
+
+/// This pool's containers as the daemon knows them, with usage when `with_usage`.
+pub async fn daemon_view(
+    docker: &Docker,
+    pool: &str,
+    with_usage: bool,
+) -> Result<Vec<SandboxInfo>, PoolError> {
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&labels::pool_filter(pool))
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(PoolError::ListContainers)?;
+    let last_calls = last_calls(docker, pool).await;
+    let mut list = Vec::new();
+    for c in containers {
+        let id = c.id.clone().unwrap_or_default();
+        let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+        let (started, in_flight) = match docker.inspect_container(&id, None).await {
+            Ok(info) => {
+                let started = info
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.started_at.as_deref())
+                    .and_then(parse_rfc3339);
+                let mut in_flight = 0;
+                for exec in info.exec_ids.unwrap_or_default() {
+                    if let Ok(e) = docker.inspect_exec(&exec).await
+                        && e.running == Some(true)
+                    {
+                        in_flight += 1;
+                    }
+                }
+                (started, Some(in_flight))
+            }
+            Err(_) => (None, None),
+        };
+        let used = if with_usage && running {
+            usage(docker, &id).await.unwrap_or_default()
+        } else {
+            Usage::default()
+        };
+        list.push(SandboxInfo {
+            user: c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(USER))
+                .cloned()
+                .unwrap_or_default(),
+            name: c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_default(),
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            created: c
+                .created
+                .and_then(|s| u64::try_from(s).ok())
+                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+            last_active: last_calls.get(&id).copied().or(started),
+            calls_in_flight: in_flight,
+            memory_bytes: used.memory_bytes,
+            pids: used.pids,
+            container_id: id,
+        });
+    }
+    list.sort_by(|a, b| a.user.cmp(&b.user));
+    Ok(list)
+}
+
+/// Latest exec start or end per container id, from the daemon's retained events.
+async fn last_calls(docker: &Docker, pool: &str) -> HashMap<String, SystemTime> {
+    let now = SystemTime::now();
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            .to_string()
+    };
+    let mut filters = labels::pool_filter(pool);
+    filters.insert("type".to_owned(), vec!["container".to_owned()]);
+    filters.insert(
+        "event".to_owned(),
+        vec!["exec_start".to_owned(), "exec_die".to_owned()],
+    );
+    let options = EventsOptionsBuilder::new()
+        .since(&secs(now - EVENTS_WINDOW))
+        .until(&secs(now))
+        .filters(&filters)
+        .build();
+    let mut events = docker.events(Some(options));
+    let mut last = HashMap::new();
+    while let Some(Ok(event)) = events.next().await {
+        let (Some(actor), Some(nanos)) = (event.actor, event.time_nano) else {
+            continue;
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos.max(0) as u64);
+        let entry = last.entry(actor.id.unwrap_or_default()).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+    last
+}
+
+/// Docker's timestamps (RFC 3339 with nanoseconds; the fraction is dropped).
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text.split('.').next()?).ok()
+}
