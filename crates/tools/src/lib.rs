@@ -2,7 +2,7 @@
 //!
 //! Owns: the `Executor` trait and the routing of the seven sandbox tools (`shell`,
 //! `run_python`, `read`, `write`, `edit`, `glob`, `grep`) to the user's container while every
-//! other tool stays with the host executor; the sandbox tools' JSON schemas; the
+//! other tool stays with the host executor; the sandbox tools' JSON schemas ([`schema`]); the
 //! argument checks done on the host before anything reaches a container ([`args`]); the text
 //! the model sees for every result and error ([`format`](mod@format)); and the disk-quota gate
 //! in front of `write` and `edit`.
@@ -16,6 +16,8 @@
 
 pub mod args;
 pub mod format;
+pub mod schema;
 // mod docker_executor; // written separately
 
 pub use args::{ArgError, TimeoutLimits};
+pub use schema::{SANDBOX_TOOLS, is_sandbox_tool, sandbox_tool_schemas};
