@@ -5,7 +5,7 @@
 //! other tool stays with the host executor; the sandbox tools' JSON schemas ([`schema`]); the
 //! argument checks done on the host before anything reaches a container ([`args`]); the text
 //! the model sees for every result and error ([`format`](mod@format)); and the disk-quota gate
-//! in front of `write` and `edit`.
+//! in front of `write` and `edit` ([`quota`]).
 //!
 //! Must not: talk to bollard or the Docker daemon directly, or create, track or remove
 //! containers. Running a command is `sandbox-exec`'s job and the container lifecycle is
@@ -16,8 +16,12 @@
 
 pub mod args;
 pub mod format;
+pub mod quota;
 pub mod schema;
 // mod docker_executor; // written separately
 
 pub use args::{ArgError, TimeoutLimits};
+pub use quota::{
+    DirUsage, FailurePolicy, QuotaConfig, QuotaDecision, QuotaError, QuotaGate, UsageStore,
+};
 pub use schema::{SANDBOX_TOOLS, is_sandbox_tool, sandbox_tool_schemas};
