@@ -364,6 +364,11 @@ impl SandboxPool {
         self.inner.uid
     }
 
+    /// The host folder of `user`'s root (from the pool's mapping; it may not exist yet).
+    pub fn user_root(&self, user: &str) -> PathBuf {
+        self.inner.roots.root(user)
+    }
+
     /// Sandboxes held now.
     pub fn len(&self) -> usize {
         self.state().sandboxes.len()

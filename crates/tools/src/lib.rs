@@ -1,6 +1,6 @@
 //! The tools a language model calls, split between the sandbox and the host.
 //!
-//! Owns: the `Executor` trait and the routing of the seven sandbox tools (`shell`,
+//! Owns: the [`Executor`] trait, [`DockerExecutor`] and the routing of the seven sandbox tools (`shell`,
 //! `run_python`, `read`, `write`, `edit`, `glob`, `grep`) to the user's container while every
 //! other tool stays with the host executor; the sandbox tools' JSON schemas ([`schema`]); the
 //! argument checks done on the host before anything reaches a container ([`args`]); the text
@@ -15,13 +15,19 @@
 #![warn(missing_docs)]
 
 pub mod args;
+mod config;
+mod docker_executor;
+mod executor;
 pub mod format;
 pub mod quota;
 pub mod schema;
-// mod docker_executor; // written separately
 
 pub use args::{ArgError, TimeoutLimits};
+pub use config::{DEFAULT_OUTPUT_HEAD, DEFAULT_OUTPUT_TAIL, ToolsConfig};
+pub use docker_executor::DockerExecutor;
+pub use executor::{CallContext, Executor, ToolMeta, ToolResult};
 pub use quota::{
     DirUsage, FailurePolicy, QuotaConfig, QuotaDecision, QuotaError, QuotaGate, UsageStore,
 };
+pub use sandbox_exec::{OutputChunk, OutputSink, StreamKind};
 pub use schema::{SANDBOX_TOOLS, is_sandbox_tool, sandbox_tool_schemas};

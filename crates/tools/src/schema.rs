@@ -57,11 +57,11 @@ fn tool(name: &str, description: String, properties: Value, required: &[&str]) -
 
 /// What every tool that prints says about its output.
 fn output_note() -> String {
-    let head = sandbox_exec::DEFAULT_HEAD_BYTES / 1024;
-    let tail = sandbox_exec::DEFAULT_TAIL_BYTES / 1024;
+    let head = crate::config::DEFAULT_OUTPUT_HEAD.as_u64() / 1024;
+    let tail = crate::config::DEFAULT_OUTPUT_TAIL.as_u64() / 1024;
     format!(
-        "stdout and stderr are each capped: the first {head} KiB and the last {tail} KiB are \
-         kept and the middle is replaced by a line counting the bytes dropped"
+        "stdout and stderr are each capped (by default the first {head} KiB and the last \
+         {tail} KiB are kept) and the middle is replaced by a line counting the bytes dropped"
     )
 }
 

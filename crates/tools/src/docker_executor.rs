@@ -1,0 +1,449 @@
+//! [`DockerExecutor`]: the seven sandbox tools run in the user's sandbox; every other tool
+//! goes to the host executor it wraps.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use sandbox_exec::{ExecClient, ExecRequest, Outcome, OutputCaps, Termination, ToolInput};
+use sandbox_pool::{Lease, SandboxPool};
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use crate::args::{self, ArgError};
+use crate::config::ToolsConfig;
+use crate::executor::{CallContext, Executor, ToolMeta, ToolResult};
+use crate::format::{self, EXIT_BAD_ARGS, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_TIMEOUT};
+use crate::quota::{QuotaDecision, QuotaGate, UsageStore};
+use crate::schema::{is_sandbox_tool, sandbox_tool_schemas};
+
+/// Caps of the file tools' output: they cap themselves (read at 256 KiB, grep and glob by
+/// entries), so this only guards against a runner gone wrong.
+const FILE_TOOL_CAPS: OutputCaps = OutputCaps {
+    head: 1024 * 1024,
+    tail: 64 * 1024,
+};
+/// `shell` commands longer than this travel on stdin into a temporary script instead of argv
+/// (Linux refuses a single argument over 128 KiB).
+const MAX_ARGV_COMMAND: usize = 64 * 1024;
+/// Environment of `run_python` (the seed's): skills import as `skills.x`, user scripts from
+/// the workspace, and UTF-8 whatever the locale.
+const PYTHON_ENV: [(&str, &str); 2] = [
+    ("PYTHONIOENCODING", "utf-8"),
+    ("PYTHONPATH", "/sandbox:/workspace"),
+];
+
+/// What every user's executor shares.
+struct Shared {
+    host: Arc<dyn Executor>,
+    pool: SandboxPool,
+    exec: ExecClient,
+    config: ToolsConfig,
+    quota: QuotaGate,
+}
+
+/// Runs the sandbox tools of one user (and working directory) in that user's sandbox, and
+/// hands every other tool to the host executor. Cheap to clone and to make per conversation.
+#[derive(Clone)]
+pub struct DockerExecutor {
+    shared: Arc<Shared>,
+    user: String,
+    working_dir: PathBuf,
+}
+
+impl std::fmt::Debug for DockerExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerExecutor")
+            .field("user", &self.user)
+            .field("working_dir", &self.working_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the sandbox answered, before formatting; `Err` is why nothing could run.
+type Ran = Result<(Outcome, Lease), String>;
+
+impl DockerExecutor {
+    /// An executor for `user` working in `working_dir` (a host folder, normally inside the
+    /// user's root), with default settings.
+    pub fn new(
+        host: Arc<dyn Executor>,
+        pool: SandboxPool,
+        user: impl Into<String>,
+        working_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self::with_config(host, pool, ToolsConfig::default(), user, working_dir)
+    }
+
+    /// As [`DockerExecutor::new`], with `config`.
+    pub fn with_config(
+        host: Arc<dyn Executor>,
+        pool: SandboxPool,
+        config: ToolsConfig,
+        user: impl Into<String>,
+        working_dir: impl Into<PathBuf>,
+    ) -> Self {
+        let exec = ExecClient::new(pool.docker().clone());
+        let quota = QuotaGate::new(config.quotas.clone());
+        Self {
+            shared: Arc::new(Shared {
+                host,
+                pool,
+                exec,
+                config,
+                quota,
+            }),
+            user: user.into(),
+            working_dir: working_dir.into(),
+        }
+    }
+
+    /// The same tools for another user or working directory, sharing everything else.
+    pub fn for_user(&self, user: impl Into<String>, working_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            user: user.into(),
+            working_dir: working_dir.into(),
+        }
+    }
+
+    /// Uses `exec` for commands (for example with other kill or drain settings).
+    pub fn with_exec_client(self, exec: ExecClient) -> Self {
+        self.rebuild(|s| s.exec = exec)
+    }
+
+    /// Reads disk usage from `store` (the agent service's own) instead of measuring the
+    /// user root.
+    pub fn with_usage_store(self, store: Arc<dyn UsageStore>) -> Self {
+        self.rebuild(|s| s.quota = QuotaGate::with_store(s.config.quotas.clone(), store))
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let s = &self.shared;
+        let mut shared = Shared {
+            host: Arc::clone(&s.host),
+            pool: s.pool.clone(),
+            exec: s.exec.clone(),
+            config: s.config.clone(),
+            quota: s.quota.clone(),
+        };
+        change(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+            ..self
+        }
+    }
+
+    /// The user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &SandboxPool {
+        &self.shared.pool
+    }
+
+    fn exec_user<'a>(&'a self, lease: &'a Lease) -> &'a str {
+        self.shared
+            .config
+            .exec_user
+            .as_deref()
+            .unwrap_or(&lease.exec_user)
+    }
+
+    /// The call's working directory in the container: `/workspace/<relative path>`, or
+    /// `/workspace` when it lies outside the user root (compared after resolving links, as
+    /// the seed did).
+    fn container_dir(&self, lease: &Lease) -> String {
+        let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        let root = resolve(&lease.user_root);
+        let dir = resolve(&self.working_dir);
+        match dir.strip_prefix(&root) {
+            Ok(rel) => lease.container_dir(&lease.user_root.join(rel)),
+            Err(_) => lease.container_dir(Path::new("/")),
+        }
+    }
+
+    /// Runs `req` in the user's sandbox. A sandbox found gone before the command started is
+    /// replaced and the call retried once (nothing ran); one lost mid-call is reported.
+    async fn run(&self, req: ExecRequest, ctx: &CallContext) -> Ran {
+        for attempt in 0..2 {
+            let mut lease = match self.shared.pool.acquire(&self.user).await {
+                Ok(lease) => lease,
+                Err(e) => return Err(chain(&e)),
+            };
+            let req = req
+                .clone()
+                .with_user(self.exec_user(&lease))
+                .with_working_dir(self.container_dir(&lease))
+                .with_cancel(ctx.cancel.child_token());
+            let req = match &ctx.sink {
+                Some(sink) => req.with_sink(Arc::clone(sink)),
+                None => req,
+            };
+            match self.shared.exec.run(&lease.container_id, req).await {
+                Ok(outcome) => {
+                    if matches!(outcome.termination, Termination::SandboxLost { .. }) {
+                        lease.mark_lost();
+                    }
+                    return Ok((outcome, lease));
+                }
+                Err(e) if e.is_sandbox_gone() && attempt == 0 => {
+                    warn!(user = %self.user, error = %e, "the sandbox was gone; replacing it");
+                    lease.mark_lost();
+                }
+                Err(e) => {
+                    if e.is_sandbox_gone() {
+                        lease.mark_lost();
+                    }
+                    return Err(chain(&e));
+                }
+            }
+        }
+        unreachable!("the second attempt always returns")
+    }
+
+    async fn shell(&self, args: &Value, ctx: &CallContext) -> ToolResult {
+        let parsed = match args::parse_shell(args, &self.shared.config.timeouts()) {
+            Ok(p) => p,
+            Err(e) => return bad_args(&e),
+        };
+        let req = if parsed.command.len() > MAX_ARGV_COMMAND {
+            ExecRequest::script(["bash"], ".sh", parsed.command)
+        } else {
+            ExecRequest::new(["bash", "-c", parsed.command.as_str()])
+        };
+        let req = req
+            .with_timeout(parsed.timeout)
+            .with_caps(self.command_caps());
+        self.command("shell", req, ctx).await
+    }
+
+    async fn python(&self, args: &Value, ctx: &CallContext) -> ToolResult {
+        let parsed = match args::parse_python(args, &self.shared.config.timeouts()) {
+            Ok(p) => p,
+            Err(e) => return bad_args(&e),
+        };
+        let mut req = ExecRequest::script(["python3"], ".py", parsed.code)
+            .with_timeout(parsed.timeout)
+            .with_caps(self.command_caps());
+        for (k, v) in PYTHON_ENV {
+            req = req.with_env(k, v);
+        }
+        self.command("run_python", req, ctx).await
+    }
+
+    fn command_caps(&self) -> OutputCaps {
+        let c = &self.shared.config;
+        OutputCaps::new(
+            c.output_head.as_u64() as usize,
+            c.output_tail.as_u64() as usize,
+        )
+    }
+
+    /// shell and run_python: `[stdout]`/`[stderr]`/`[exit N]` with the command's real code.
+    async fn command(&self, tool: &str, req: ExecRequest, ctx: &CallContext) -> ToolResult {
+        let timeout = req.timeout();
+        let ran = self.run(req, ctx).await;
+        // Commands write files too: measure the user root afresh at the next write.
+        self.shared.quota.record_write(&self.user);
+        match ran {
+            Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
+            Ok((outcome, lease)) => {
+                let code = outcome.exit_code();
+                finish(tool, &outcome, &lease, whole_secs(timeout), |o| {
+                    (format::command_result(&o.stdout, &o.stderr, code), code)
+                })
+            }
+        }
+    }
+
+    async fn file_tool(&self, tool: &str, args: &Value, ctx: &CallContext) -> ToolResult {
+        let call = match args::parse_file_tool(tool, args, &self.shared.config.timeouts()) {
+            Ok(c) => c,
+            Err(e) => return bad_args(&e),
+        };
+        let writes = matches!(tool, "write" | "edit");
+        let mut max_growth_bytes = None;
+        if writes {
+            let root = self.shared.pool.user_root(&self.user);
+            match self
+                .shared
+                .quota
+                .check(&self.user, &root, incoming_bytes(tool, args))
+                .await
+            {
+                QuotaDecision::Unlimited => {}
+                QuotaDecision::Allowed { remaining } => max_growth_bytes = Some(remaining),
+                // Refused before anything reaches the container: nothing changes.
+                QuotaDecision::Refused { message } => {
+                    return ToolResult::new(message, EXIT_BAD_ARGS);
+                }
+            }
+        }
+        let input = ToolInput {
+            args: call.args.into_owned(),
+            max_growth_bytes,
+        };
+        // The reported seconds are the model's own timeout; the deadline may add grep's slack.
+        let secs = whole_secs(match tool {
+            "grep" => call.deadline.saturating_sub(args::GREP_SLACK),
+            _ => call.deadline,
+        });
+        let req = ExecRequest::tool(tool, &input)
+            .with_timeout(call.deadline)
+            .with_caps(FILE_TOOL_CAPS);
+        let ran = self.run(req, ctx).await;
+        if writes {
+            self.shared.quota.record_write(&self.user);
+        }
+        match ran {
+            Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
+            Ok((outcome, lease)) => finish(tool, &outcome, &lease, secs, |o| {
+                let code = o.exit_code();
+                (format::file_tool_result(&o.stdout, &o.stderr, code), code)
+            }),
+        }
+    }
+}
+
+/// Bytes a change surely adds, for the gate's early refusal: an `edit` grows the file by at
+/// least one replacement's difference; a `write` may overwrite a file of any size, so nothing
+/// is sure. The runner then checks the exact growth against the remaining headroom.
+fn incoming_bytes(tool: &str, args: &Value) -> u64 {
+    let len = |key: &str| args.get(key).and_then(Value::as_str).map_or(0, str::len) as u64;
+    match tool {
+        "edit" => len("new_string").saturating_sub(len("old_string")),
+        _ => 0,
+    }
+}
+
+/// Turns an outcome into the model's text: timeouts, cancellations and lost sandboxes the
+/// same way for every tool, the rest by `done`.
+fn finish(
+    tool: &str,
+    outcome: &Outcome,
+    lease: &Lease,
+    timeout_secs: u64,
+    done: impl FnOnce(&Outcome) -> (String, i32),
+) -> ToolResult {
+    let (content, exit_code) = match &outcome.termination {
+        Termination::TimedOut => (
+            format::with_partial_output(
+                &format::timed_out(timeout_secs),
+                &outcome.stdout,
+                &outcome.stderr,
+            ),
+            EXIT_TIMEOUT,
+        ),
+        Termination::Cancelled => (
+            format::with_partial_output(format::cancelled(), &outcome.stdout, &outcome.stderr),
+            EXIT_CANCELLED,
+        ),
+        Termination::SandboxLost { reason } => {
+            (format::sandbox_lost(tool, lost_text(reason)), EXIT_INTERNAL)
+        }
+        Termination::Exited { .. } | Termination::Signaled { .. } => done(outcome),
+    };
+    debug!(
+        tool,
+        exit_code,
+        duration_ms = outcome.duration.as_millis() as u64,
+        "tool call finished"
+    );
+    ToolResult {
+        content,
+        exit_code,
+        meta: ToolMeta {
+            timed_out: outcome.termination == Termination::TimedOut,
+            cancelled: outcome.termination == Termination::Cancelled,
+            truncated: outcome.stdout.is_truncated() || outcome.stderr.is_truncated(),
+            sandbox_lost: matches!(outcome.termination, Termination::SandboxLost { .. }),
+            recreated: lease.recreated.as_ref().map(|r| format!("{r:?}")),
+            duration: outcome.duration,
+        },
+    }
+}
+
+fn lost_text(reason: &sandbox_exec::LostReason) -> String {
+    match reason {
+        sandbox_exec::LostReason::ContainerRemoved => "the container was removed".to_owned(),
+        sandbox_exec::LostReason::ContainerStopped {
+            oom_killed: true, ..
+        } => "the container ran out of memory and was killed".to_owned(),
+        sandbox_exec::LostReason::ContainerStopped { exit_code, .. } => match exit_code {
+            Some(code) => format!("the container stopped (exit code {code})"),
+            None => "the container stopped".to_owned(),
+        },
+        sandbox_exec::LostReason::DaemonUnreachable { error } => {
+            format!("the Docker daemon stopped answering ({error})")
+        }
+    }
+}
+
+/// Seconds for the timeout message, rounded up so that 0.25 s never reads "0s".
+fn whole_secs(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+fn bad_args(e: &ArgError) -> ToolResult {
+    ToolResult::new(e.to_string(), e.exit_code())
+}
+
+/// An error and its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[async_trait]
+impl Executor for DockerExecutor {
+    fn has_tool(&self, name: &str) -> bool {
+        self.shared.host.has_tool(name)
+    }
+
+    /// The host's schemas, with the sandbox tools it offers described by ours.
+    fn schemas(&self) -> Vec<Value> {
+        let ours = sandbox_tool_schemas();
+        let name_of = |s: &Value| s.get("name").and_then(Value::as_str).map(str::to_owned);
+        let mut all: Vec<Value> = self
+            .shared
+            .host
+            .schemas()
+            .into_iter()
+            .filter(|s| !name_of(s).is_some_and(|n| is_sandbox_tool(&n)))
+            .collect();
+        all.extend(
+            ours.into_iter()
+                .filter(|s| name_of(s).is_some_and(|n| self.shared.host.has_tool(&n))),
+        );
+        all
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %self.user, tool = name, task = %ctx.task_id))]
+    async fn call_tool(&self, name: &str, args: Value, ctx: &CallContext) -> ToolResult {
+        if !is_sandbox_tool(name) {
+            return self.shared.host.call_tool(name, args, ctx).await;
+        }
+        // A capability the service turned off: the model never saw its schema either.
+        if !self.shared.host.has_tool(name) {
+            return ToolResult::new(format::unknown_tool(name), EXIT_BAD_ARGS);
+        }
+        let started = Instant::now();
+        let mut result = match name {
+            "shell" => self.shell(&args, ctx).await,
+            "run_python" => self.python(&args, ctx).await,
+            _ => self.file_tool(name, &args, ctx).await,
+        };
+        result.meta.duration = started.elapsed();
+        result
+    }
+}

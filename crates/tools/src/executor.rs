@@ -1,0 +1,104 @@
+//! The [`Executor`] interface the agent service calls, and what a call carries and returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sandbox_exec::OutputSink;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Runs tools for a language model.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Whether this executor offers tool `name`.
+    fn has_tool(&self, name: &str) -> bool;
+    /// JSON schemas (`{"name", "description", "parameters"}`) of the tools offered.
+    fn schemas(&self) -> Vec<Value>;
+    /// Runs tool `name` with the model's arguments. Never fails: every failure is a
+    /// [`ToolResult`] with an `[Error] ...` text and a non-zero exit code, as the model sees it.
+    async fn call_tool(&self, name: &str, args: Value, ctx: &CallContext) -> ToolResult;
+}
+
+/// What one call carries besides its arguments.
+#[derive(Clone, Default)]
+pub struct CallContext {
+    /// The agent task the call belongs to (for logs).
+    pub task_id: String,
+    /// Cancelling it stops the call at once and kills what it started.
+    pub cancel: CancellationToken,
+    /// Receives output as it arrives (shell and run_python).
+    pub sink: Option<Arc<dyn OutputSink>>,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("task_id", &self.task_id)
+            .field("cancelled", &self.cancel.is_cancelled())
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl CallContext {
+    /// A context for task `task_id` with a fresh cancellation token and no sink.
+    pub fn new(task_id: impl Into<String>) -> Self {
+        Self {
+            task_id: task_id.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Uses this cancellation token.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Streams output to this sink.
+    pub fn with_sink(mut self, sink: Arc<dyn OutputSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+}
+
+/// A tool's answer: what the model reads, its exit code, and typed facts about the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolResult {
+    /// The text for the model.
+    pub content: String,
+    /// 0 on success; the command's own code for shell and run_python; 2 bad arguments or
+    /// refused, 124 timed out, 130 cancelled, 1 internal failure.
+    pub exit_code: i32,
+    /// Facts about the call.
+    pub meta: ToolMeta,
+}
+
+/// Facts about a call that the text only says in words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolMeta {
+    /// The deadline passed and the call was killed.
+    pub timed_out: bool,
+    /// The call was cancelled and killed.
+    pub cancelled: bool,
+    /// Some output was dropped by the caps.
+    pub truncated: bool,
+    /// The sandbox went away during the call.
+    pub sandbox_lost: bool,
+    /// The sandbox was made anew for this call, and why (for example after an OOM kill).
+    pub recreated: Option<String>,
+    /// From the start of the call to its result.
+    pub duration: Duration,
+}
+
+impl ToolResult {
+    /// A result with default facts.
+    pub fn new(content: impl Into<String>, exit_code: i32) -> Self {
+        Self {
+            content: content.into(),
+            exit_code,
+            meta: ToolMeta::default(),
+        }
+    }
+}
