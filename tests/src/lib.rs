@@ -333,3 +333,100 @@ impl Drop for TestPool {
         }
     }
 }
+
+/// A host executor standing in for the agent service's own (a narrow trait, not Docker): it
+/// offers the sandbox tools it is told to plus `web_search`, answering that one itself.
+#[derive(Debug, Clone)]
+pub struct FakeHost {
+    offered: Vec<String>,
+}
+
+impl FakeHost {
+    /// Offers all seven sandbox tools and `web_search`.
+    pub fn all() -> Self {
+        Self::offering(&sandbox_tools::SANDBOX_TOOLS)
+    }
+
+    /// Offers these sandbox tools and `web_search`.
+    pub fn offering(tools: &[&str]) -> Self {
+        let mut offered: Vec<String> = tools.iter().map(|t| t.to_string()).collect();
+        offered.push("web_search".to_owned());
+        Self { offered }
+    }
+}
+
+#[async_trait::async_trait]
+impl sandbox_tools::Executor for FakeHost {
+    fn has_tool(&self, name: &str) -> bool {
+        self.offered.iter().any(|t| t == name)
+    }
+
+    fn schemas(&self) -> Vec<serde_json::Value> {
+        self.offered
+            .iter()
+            .map(|name| serde_json::json!({"name": name, "description": "host's own", "parameters": {}}))
+            .collect()
+    }
+
+    async fn call_tool(
+        &self,
+        name: &str,
+        args: serde_json::Value,
+        _ctx: &sandbox_tools::CallContext,
+    ) -> sandbox_tools::ToolResult {
+        sandbox_tools::ToolResult::new(format!("host ran {name} with {args}"), 0)
+    }
+}
+
+/// A pool plus a `DockerExecutor` for one user working at the root of their folder.
+pub struct TestTools {
+    /// The pool (removed on drop).
+    pub pool: TestPool,
+    /// The executor.
+    pub tools: sandbox_tools::DockerExecutor,
+    /// The user's root on the host.
+    pub root: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for TestTools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestTools")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl TestTools {
+    /// Tools for user `u` of a fresh pool for test `name`.
+    pub async fn start(name: &str) -> Self {
+        Self::start_with(name, FakeHost::all(), sandbox_tools::ToolsConfig::default()).await
+    }
+
+    /// As [`TestTools::start`] with a host and tools configuration.
+    pub async fn start_with(
+        name: &str,
+        host: FakeHost,
+        config: sandbox_tools::ToolsConfig,
+    ) -> Self {
+        let pool = TestPool::start(pool_config(name)).await;
+        let root = pool.user_root("u");
+        std::fs::create_dir_all(&root).expect("user root");
+        chown_to_sandbox(&root);
+        let tools = sandbox_tools::DockerExecutor::with_config(
+            std::sync::Arc::new(host),
+            pool.pool.clone(),
+            config,
+            "u",
+            root.clone(),
+        );
+        Self { pool, tools, root }
+    }
+
+    /// Calls `tool` with `args` and a fresh context.
+    pub async fn call(&self, tool: &str, args: serde_json::Value) -> sandbox_tools::ToolResult {
+        use sandbox_tools::Executor;
+        self.tools
+            .call_tool(tool, args, &sandbox_tools::CallContext::new("test-task"))
+            .await
+    }
+}
