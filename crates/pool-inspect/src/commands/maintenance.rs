@@ -1,0 +1,93 @@
+//! `reap`, `gc` and `rm`: removing sandboxes on the operator's word.
+
+use anyhow::Result;
+use sandbox_pool::bollard::Docker;
+use sandbox_pool::{ShutdownPolicy, daemon_view, validate_user};
+
+use crate::config::FileConfig;
+use crate::daemon::{self, Judge, Verdict};
+use crate::failure::{EXIT_OK, usage};
+use crate::table::{human_duration, since};
+
+/// `reap`: what the service's reaper would remove now, judged from the daemon: running
+/// sandboxes with no call in flight whose last call (or start) is older than the idle
+/// timeout. A call that starts between our look and the removal finds its sandbox gone; the
+/// service then makes a new one (`DockerExecutor` retries once when nothing ran yet).
+pub async fn reap(docker: &Docker, config: &FileConfig) -> Result<u8> {
+    let pool = &config.pool.name_prefix;
+    let idle_timeout = config.pool.idle_timeout;
+    let mut removed = 0;
+    for s in daemon_view(docker, pool, false).await? {
+        // Stopped ones are `gc`'s; unknown activity or calls are never reaped.
+        if s.state != "running" || s.calls_in_flight != Some(0) {
+            continue;
+        }
+        let Some(idle) = since(s.last_active).filter(|idle| *idle >= idle_timeout) else {
+            continue;
+        };
+        daemon::remove_container(docker, &s.container_id).await?;
+        println!(
+            "removed {} (user {}, idle for {})",
+            s.name,
+            s.user,
+            human_duration(idle)
+        );
+        removed += 1;
+    }
+    if removed == 0 {
+        println!(
+            "nothing to reap in pool {pool} (idle timeout {})",
+            human_duration(idle_timeout)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `gc`: this pool's containers that the pool would not adopt at start-up (not running, or
+/// made for another configuration or image, or misnamed), removed or, with `dry_run`, listed.
+pub async fn gc(docker: &Docker, config: &FileConfig, dry_run: bool) -> Result<u8> {
+    let pool = &config.pool.name_prefix;
+    let judge = Judge::new(docker, config).await?;
+    let mut found = 0;
+    for c in daemon::list_pool(docker, pool).await? {
+        let why = match judge.judge(&c) {
+            Verdict::Current => continue,
+            Verdict::NotRunning { state } => format!("not running ({state})"),
+            Verdict::Orphaned { why } => format!("orphaned: {why}"),
+        };
+        let (name, user) = (daemon::name_of(&c), daemon::user_of(&c));
+        if dry_run {
+            println!("would remove {name} (user {user}): {why}");
+        } else {
+            daemon::remove_container(docker, c.id.as_deref().unwrap_or(&name)).await?;
+            println!("removed {name} (user {user}): {why}");
+        }
+        found += 1;
+    }
+    if found == 0 {
+        println!("nothing to collect in pool {pool}");
+    }
+    Ok(EXIT_OK)
+}
+
+/// `rm USER`, through `SandboxPool::remove`. Starting the pool reconciles first, which may
+/// itself remove the user's container when it is dead or outdated: whether the user had one
+/// is therefore read before.
+pub async fn rm(docker: &Docker, config: &FileConfig, user: &str) -> Result<u8> {
+    validate_user(user).map_err(|e| usage(e.to_string()))?;
+    let pool_name = &config.pool.name_prefix;
+    let name = daemon::container_name(config, user);
+    let had = daemon::list_pool(docker, pool_name)
+        .await?
+        .iter()
+        .any(|c| daemon::user_of(c) == user);
+    let pool = daemon::start_pool(docker, config).await?;
+    let removed = pool.remove(user).await;
+    pool.shutdown(ShutdownPolicy::Keep).await?;
+    if removed? || had {
+        println!("removed {name} (user {user})");
+    } else {
+        println!("user {user} has no sandbox in pool {pool_name}");
+    }
+    Ok(EXIT_OK)
+}

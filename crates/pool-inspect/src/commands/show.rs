@@ -1,0 +1,298 @@
+//! `show USER`: one sandbox read back from the daemon: what it runs, its labels, the limits
+//! the daemon actually applied, its mounts, its usage and its processes.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use sandbox_exec::docker::is_not_found;
+use sandbox_pool::bollard::Docker;
+use sandbox_pool::bollard::models::{ContainerInspectResponse, HostConfig};
+use sandbox_pool::bollard::query_parameters::TopOptionsBuilder;
+use sandbox_pool::labels::is_ours;
+use sandbox_pool::{Usage, usage, validate_user};
+use serde::Serialize;
+
+use crate::config::FileConfig;
+use crate::daemon::{Judge, container_name};
+use crate::failure::{EXIT_OK, usage as usage_error};
+use crate::table::{Table, human_bytes, or_dash};
+
+/// The `ps` columns asked of the daemon (`docker top`); `pid` must be there, the daemon
+/// filters the host's process list by it.
+const PS_ARGS: &str = "-o pid,ppid,uid,etime,args";
+
+/// What `show --json` prints.
+#[derive(Debug, Serialize)]
+struct Shown {
+    user: String,
+    container_id: String,
+    name: String,
+    /// The image reference it was made from, and its id.
+    image: Option<String>,
+    image_id: Option<String>,
+    state: Option<String>,
+    created: Option<String>,
+    started_at: Option<String>,
+    /// Whether it was made for the current configuration and image (what the pool adopts);
+    /// unknown when the configured image is missing.
+    current: Option<bool>,
+    exec_user: Option<String>,
+    working_dir: Option<String>,
+    labels: BTreeMap<String, String>,
+    limits: Limits,
+    mounts: Vec<Mount>,
+    usage: Usage,
+    /// One object per process, keyed by the lower-cased `ps` column titles.
+    processes: Vec<BTreeMap<String, String>>,
+    /// Those titles in `ps` order, for the table.
+    #[serde(skip)]
+    titles: Vec<String>,
+}
+
+/// The limits as the daemon applied them.
+#[derive(Debug, Default, Serialize)]
+struct Limits {
+    memory_bytes: Option<i64>,
+    memory_swap_bytes: Option<i64>,
+    cpus: Option<f64>,
+    pids: Option<i64>,
+    nofile: Option<i64>,
+    network_mode: Option<String>,
+    read_only_rootfs: Option<bool>,
+    tmpfs: BTreeMap<String, String>,
+    init: Option<bool>,
+    cap_drop: Vec<String>,
+    security_opt: Vec<String>,
+    runtime: Option<String>,
+}
+
+impl Limits {
+    fn of(h: &HostConfig) -> Self {
+        Self {
+            memory_bytes: h.memory,
+            memory_swap_bytes: h.memory_swap,
+            cpus: h.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
+            pids: h.pids_limit,
+            nofile: h.ulimits.iter().flatten().find_map(|u| {
+                (u.name.as_deref() == Some("nofile"))
+                    .then_some(u.hard)
+                    .flatten()
+            }),
+            network_mode: h.network_mode.clone(),
+            read_only_rootfs: h.readonly_rootfs,
+            tmpfs: h.tmpfs.clone().unwrap_or_default().into_iter().collect(),
+            init: h.init,
+            cap_drop: h.cap_drop.clone().unwrap_or_default(),
+            security_opt: h.security_opt.clone().unwrap_or_default(),
+            runtime: h.runtime.clone(),
+        }
+    }
+}
+
+/// One mount.
+#[derive(Debug, Serialize)]
+struct Mount {
+    source: String,
+    target: String,
+    read_only: bool,
+    kind: String,
+}
+
+/// `show USER`.
+pub async fn show(docker: &Docker, config: &FileConfig, user: &str, json: bool) -> Result<u8> {
+    validate_user(user).map_err(|e| usage_error(e.to_string()))?;
+    let name = container_name(config, user);
+    let pool = &config.pool.name_prefix;
+    let info = match docker.inspect_container(&name, None).await {
+        Ok(info) => info,
+        Err(e) if is_not_found(&e) => bail!("user {user} has no sandbox in pool {pool}"),
+        Err(e) => return Err(e).with_context(|| format!("inspecting container {name}")),
+    };
+    let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
+    if !is_ours(labels, pool) {
+        bail!("container {name} exists but was not made by pool {pool}; not touching it");
+    }
+    // The image may be gone (rebuilt and pruned): the rest of the answer still stands.
+    let current = match Judge::new(docker, config).await {
+        Ok(judge) => Some(judge.is_current(user, labels)),
+        Err(_) => None,
+    };
+    let shown = read_back(docker, user, name, info, current).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+    } else {
+        print(&shown)?;
+    }
+    Ok(EXIT_OK)
+}
+
+async fn read_back(
+    docker: &Docker,
+    user: &str,
+    name: String,
+    info: ContainerInspectResponse,
+    current: Option<bool>,
+) -> Result<Shown> {
+    let id = info.id.clone().unwrap_or_default();
+    let state = info.state.as_ref();
+    let running = state.and_then(|s| s.running) == Some(true);
+    let (used, titles, processes) = if running {
+        let used = usage(docker, &id).await?;
+        let top = docker
+            .top_processes(&id, Some(TopOptionsBuilder::new().ps_args(PS_ARGS).build()))
+            .await
+            .with_context(|| format!("listing the processes of {name}"))?;
+        let titles: Vec<String> = top
+            .titles
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t.to_lowercase())
+            .collect();
+        let processes = top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| titles.iter().cloned().zip(row).collect())
+            .collect();
+        (used, titles, processes)
+    } else {
+        (Usage::default(), Vec::new(), Vec::new())
+    };
+    let config = info.config.unwrap_or_default();
+    Ok(Shown {
+        user: user.to_owned(),
+        container_id: id,
+        name,
+        image: config.image,
+        image_id: info.image,
+        state: state.and_then(|s| s.status).map(|s| s.to_string()),
+        created: info.created,
+        started_at: state.and_then(|s| s.started_at.clone()),
+        current,
+        exec_user: config.user,
+        working_dir: config.working_dir,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        limits: info
+            .host_config
+            .as_ref()
+            .map(Limits::of)
+            .unwrap_or_default(),
+        mounts: info
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Mount {
+                source: m.source.unwrap_or_default(),
+                target: m.destination.unwrap_or_default(),
+                read_only: m.rw == Some(false),
+                kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+        usage: used,
+        processes,
+        titles,
+    })
+}
+
+fn print(s: &Shown) -> Result<()> {
+    let yes_no = |b: Option<bool>| match b {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    };
+    let mut facts = Table::headless(2);
+    let mut fact = |k: &str, v: String| facts.row([k.to_owned(), v]);
+    fact("user", s.user.clone());
+    fact("container", format!("{} ({})", s.name, s.container_id));
+    fact(
+        "image",
+        format!(
+            "{} ({})",
+            or_dash(s.image.as_ref()),
+            or_dash(s.image_id.as_ref())
+        ),
+    );
+    fact("state", or_dash(s.state.as_ref()));
+    fact("created", or_dash(s.created.as_ref()));
+    fact("started", or_dash(s.started_at.as_ref()));
+    fact(
+        "current",
+        match s.current {
+            Some(true) => "yes: made for this configuration and image".to_owned(),
+            Some(false) => {
+                "no: made for another configuration or image (`gc` removes it)".to_owned()
+            }
+            None => "unknown: the configured image is missing".to_owned(),
+        },
+    );
+    fact("exec user", or_dash(s.exec_user.as_ref()));
+    fact("working dir", or_dash(s.working_dir.as_ref()));
+    let l = &s.limits;
+    fact(
+        "memory",
+        format!(
+            "{} (with swap {})",
+            human_bytes(l.memory_bytes.and_then(|m| u64::try_from(m).ok())),
+            human_bytes(l.memory_swap_bytes.and_then(|m| u64::try_from(m).ok()))
+        ),
+    );
+    fact("cpus", or_dash(l.cpus));
+    fact("pids limit", or_dash(l.pids));
+    fact("nofile", or_dash(l.nofile));
+    fact("network", or_dash(l.network_mode.as_ref()));
+    fact("read-only rootfs", yes_no(l.read_only_rootfs).to_owned());
+    fact("init", yes_no(l.init).to_owned());
+    fact("cap drop", l.cap_drop.join(","));
+    fact("security opt", l.security_opt.join(","));
+    fact(
+        "runtime",
+        l.runtime.clone().unwrap_or_else(|| "default".into()),
+    );
+    for (path, options) in &l.tmpfs {
+        fact("tmpfs", format!("{path} {options}"));
+    }
+    fact(
+        "usage",
+        format!(
+            "{} memory, {} pids",
+            human_bytes(s.usage.memory_bytes),
+            or_dash(s.usage.pids)
+        ),
+    );
+    facts.print()?;
+
+    println!("\nlabels:");
+    let mut labels = Table::new(["KEY", "VALUE"]);
+    for (k, v) in &s.labels {
+        labels.row([k.as_str(), v.as_str()]);
+    }
+    labels.write_to(&mut std::io::stdout().lock(), "  ")?;
+
+    println!("\nmounts:");
+    let mut mounts = Table::new(["SOURCE", "TARGET", "MODE", "KIND"]);
+    for m in &s.mounts {
+        mounts.row([
+            m.source.as_str(),
+            m.target.as_str(),
+            if m.read_only { "ro" } else { "rw" },
+            m.kind.as_str(),
+        ]);
+    }
+    mounts.write_to(&mut std::io::stdout().lock(), "  ")?;
+
+    println!("\nprocesses:");
+    if s.processes.is_empty() {
+        println!("  (none: the container is not running)");
+    } else {
+        let mut procs = Table::new(s.titles.iter().map(|t| t.to_uppercase()));
+        for p in &s.processes {
+            procs.row(
+                s.titles
+                    .iter()
+                    .map(|t| p.get(t).cloned().unwrap_or_default()),
+            );
+        }
+        procs.write_to(&mut std::io::stdout().lock(), "  ")?;
+    }
+    Ok(())
+}
