@@ -42,7 +42,7 @@ lint:
 
 # The project's main job: a scripted agent conversation in a fresh sandbox, shown step by step.
 demo: image
-    cargo run --locked -q --release -p pool-inspect -- demo
+    SANDBOX_RUNNER={{runner}} cargo run --locked -q -p pool-inspect -- demo
 
 # Speed side by side with the seed's way and the raw Engine API (BENCH_QUICK=1 for a short run).
 bench: image
