@@ -14,6 +14,9 @@ use bollard::query_parameters::{
 };
 use sandbox_exec::ExecClient;
 
+mod daemon;
+pub use daemon::SecondDaemon;
+
 /// Label on every container a test creates: `zcbot.test=1`.
 pub const TEST_LABEL: &str = "zcbot.test";
 /// Label naming the test that made a container.
@@ -102,6 +105,25 @@ pub fn hardened_host_config(root: &std::path::Path) -> HostConfig {
         pids_limit: Some(256),
         ..Default::default()
     }
+}
+
+/// A container's processes as the daemon sees them (`docker top`, run on the host: it
+/// starts nothing in the container), one `args` string each, without the init and the
+/// container's main `sleep infinity`.
+pub async fn processes(docker: &Docker, container: &str) -> Vec<String> {
+    let top = docker
+        .top_processes(
+            container,
+            Some(TopOptionsBuilder::new().ps_args("-o pid,stat,args").build()),
+        )
+        .await
+        .expect("docker top");
+    top.processes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|row| row.get(2).cloned())
+        .filter(|args| !args.contains("docker-init") && args != "sleep infinity")
+        .collect()
 }
 
 /// A running sandbox container made directly through the API (below the pool), removed on
@@ -402,13 +424,31 @@ impl TestTools {
         Self::start_with(name, FakeHost::all(), sandbox_tools::ToolsConfig::default()).await
     }
 
+    /// Tools for user `u` of a fresh pool made with `config`.
+    pub async fn start_on_pool(config: sandbox_pool::PoolConfig) -> Self {
+        Self::start_full(
+            config,
+            FakeHost::all(),
+            sandbox_tools::ToolsConfig::default(),
+        )
+        .await
+    }
+
     /// As [`TestTools::start`] with a host and tools configuration.
     pub async fn start_with(
         name: &str,
         host: FakeHost,
         config: sandbox_tools::ToolsConfig,
     ) -> Self {
-        let pool = TestPool::start(pool_config(name)).await;
+        Self::start_full(pool_config(name), host, config).await
+    }
+
+    async fn start_full(
+        pool_config: sandbox_pool::PoolConfig,
+        host: FakeHost,
+        config: sandbox_tools::ToolsConfig,
+    ) -> Self {
+        let pool = TestPool::start(pool_config).await;
         let root = pool.user_root("u");
         std::fs::create_dir_all(&root).expect("user root");
         chown_to_sandbox(&root);

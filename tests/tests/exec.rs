@@ -350,3 +350,44 @@ async fn the_runner_is_static_and_supervises_inside_the_image() {
     // The command's parent is the supervisor.
     assert!(text.contains("/sandbox/bin/sandbox-runner run "), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_supervisor_is_killed_through_a_second_exec() {
+    let sb = TestSandbox::start("kill_fallback").await;
+    let token = CancellationToken::new();
+    // The command stops its own supervisor, so the in-band kill order is never read.
+    let exec = sb.exec();
+    let run = exec.run(
+        &sb.id,
+        sh("kill -STOP $PPID; setsid sleep 300 & sleep 301").with_cancel(token.clone()),
+    );
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel();
+    };
+    let (out, ()) = tokio::join!(run, cancel);
+    let out = out.expect("run");
+    assert_eq!(out.termination, Termination::Cancelled);
+    let kill = out.kill.as_ref().expect("a kill ran");
+    assert!(kill.nothing_left(), "{kill:?}");
+    assert!(out.duration < Duration::from_secs(6), "{:?}", out.duration);
+    let left = sb.settle(Duration::from_secs(2)).await;
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_dropped_by_its_caller_kills_what_it_started() {
+    let sb = TestSandbox::start("client_gone").await;
+    let exec = sb.exec();
+    let run = exec.run(&sb.id, sh("setsid sleep 300 & sleep 301"));
+    // Dropping the future (a caller that gives up without cancelling) closes the stream; the
+    // supervisor takes that as "the client went away". Not what the library relies on, but
+    // nothing is left behind either way.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), run)
+            .await
+            .is_err()
+    );
+    let left = sb.settle(Duration::from_secs(3)).await;
+    assert!(left.is_empty(), "left running: {left:?}");
+}

@@ -243,8 +243,9 @@ mod tests {
         let report = RunReport {
             status: Some(ExitStatus::Exited { code: 3 }),
             spawn_error: None,
+            spawn_failure: None,
+            kill: None,
             leaked_output: false,
-            backstop_fired: false,
             elapsed_ms: 5,
         };
         let mut t = TRAILER_MARKER.to_vec();

@@ -12,7 +12,8 @@ use bollard::models::{ContainerStateStatusEnum, ExecConfig};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sandbox_protocol::{
-    EXEC_ID_ENV, KillReport, KillRequest, RUNNER_PATH, RunReport, RunRequest, cmd,
+    EXEC_ID_ENV, KillOrder, KillReport, KillRequest, RUNNER_PATH, RunReport, RunRequest,
+    SpawnFailure, cmd, frame,
 };
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
@@ -33,6 +34,9 @@ pub const DEFAULT_KILL_ROUNDS: u32 = 8;
 /// should the host's kill never arrive (the service died): 2 s.
 pub const DEFAULT_BACKSTOP_SLACK: Duration = Duration::from_secs(2);
 
+/// After the kill order (and its grace), how long the supervisor may take to end the call
+/// before the kill goes through a second exec.
+const KILL_FALLBACK_AFTER: Duration = Duration::from_secs(1);
 /// After the kill reports, how long to wait for the stream to end before giving up on it.
 const POST_KILL_WAIT: Duration = Duration::from_secs(2);
 /// Upper bound on the kill exec itself (it has its own rounds and grace inside).
@@ -155,7 +159,9 @@ impl ExecClient {
             .collect();
         env.push(format!("{EXEC_ID_ENV}={exec_id}"));
         let config = ExecConfig {
-            attach_stdin: Some(req.stdin.is_some()),
+            // Always: stdin is the runner's control channel (the command's stdin travels in
+            // it as frames, and so does the kill order).
+            attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -205,14 +211,9 @@ impl ExecClient {
             });
         };
 
-        let mut stdin_fut: Option<BoxFuture<'_, std::io::Result<()>>> =
-            req.stdin.clone().map(|bytes| {
-                let mut input = input;
-                Box::pin(async move {
-                    input.write_all(&bytes).await?;
-                    input.shutdown().await
-                }) as BoxFuture<'_, _>
-            });
+        let (orders, orders_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut feeder: Option<BoxFuture<'_, std::io::Result<()>>> =
+            Some(Box::pin(feed(input, req.stdin.clone(), orders_rx)));
         let sink = req.sink.clone();
         let emit = |stream: StreamKind, bytes: &Bytes| {
             if let Some(sink) = &sink {
@@ -223,8 +224,9 @@ impl ExecClient {
             }
         };
         let mut trailer = TrailerScanner::new(&exec_id);
-        let mut stop: Option<Stop> = None;
-        let mut kill_fut: Option<BoxFuture<'_, KillSummary>> = None;
+        let mut stop: Option<(Stop, Instant)> = None;
+        let mut fallback: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut exec_kill: Option<BoxFuture<'_, KillSummary>> = None;
         let mut kill: Option<KillSummary> = None;
         let mut post_kill: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut stream_err: Option<DockerError> = None;
@@ -233,7 +235,7 @@ impl ExecClient {
         tokio::pin!(deadline);
 
         loop {
-            if stream_done && kill_fut.is_none() {
+            if stream_done && exec_kill.is_none() {
                 break;
             }
             // Biased, with the stops first: a flood of output must not delay a cancel.
@@ -241,16 +243,23 @@ impl ExecClient {
                 biased;
                 _ = req.cancel.cancelled(), if stop.is_none() => {
                     debug!("cancelled; killing the call");
-                    stop = Some(Stop::Cancelled);
-                    kill_fut = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
+                    stop = Some((Stop::Cancelled, Instant::now()));
+                    fallback = Some(self.order_kill(&orders));
                 }
                 _ = &mut deadline, if stop.is_none() => {
                     debug!("deadline passed; killing the call");
-                    stop = Some(Stop::TimedOut);
-                    kill_fut = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
+                    stop = Some((Stop::TimedOut, Instant::now()));
+                    fallback = Some(self.order_kill(&orders));
                 }
-                summary = maybe(&mut kill_fut) => {
-                    kill_fut = None;
+                _ = maybe(&mut fallback) => {
+                    // The supervisor did not end the call (stopped, or dead without closing the
+                    // stream): kill through a second exec.
+                    warn!("the in-band kill did not end the call; killing through a second exec");
+                    fallback = None;
+                    exec_kill = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
+                }
+                summary = maybe(&mut exec_kill) => {
+                    exec_kill = None;
                     kill = Some(summary);
                     post_kill = Some(Box::pin(tokio::time::sleep(POST_KILL_WAIT)));
                 }
@@ -258,11 +267,11 @@ impl ExecClient {
                     warn!("output stream still open after the kill; giving up on it");
                     break;
                 }
-                res = maybe(&mut stdin_fut) => {
-                    stdin_fut = None;
+                res = maybe(&mut feeder) => {
+                    feeder = None;
                     if let Err(e) = res {
-                        // The command exited or closed stdin before reading all of it.
-                        debug!(error = %e, "stdin not fully delivered");
+                        // The call ended, or the command closed stdin before reading all of it.
+                        debug!(error = %e, "control channel closed");
                     }
                 }
                 item = output.next(), if !stream_done => match item {
@@ -287,8 +296,8 @@ impl ExecClient {
             }
         }
         drop(output);
-        drop(stdin_fut);
-        drop(kill_fut);
+        drop(feeder);
+        drop(exec_kill);
 
         let (rest, report) = trailer.finish();
         if !rest.is_empty() {
@@ -297,7 +306,25 @@ impl ExecClient {
         }
         let leaked_output = report.as_ref().is_some_and(|r| r.leaked_output);
         let spawn_error = report.as_ref().and_then(|r| r.spawn_error.clone());
-        let termination = match (stop, report) {
+        if let Some(r) = &report
+            && r.spawn_failure == Some(SpawnFailure::Resources)
+        {
+            return Err(ExecError::SandboxUnusable {
+                container: container.to_owned(),
+                reason: r.spawn_error.clone().unwrap_or_default(),
+            });
+        }
+        if let (Some((_, at)), Some((cause, found))) =
+            (stop, report.as_ref().and_then(|r| r.kill.clone()))
+        {
+            debug!(?cause, "the supervisor killed the call");
+            kill = Some(KillSummary {
+                report: Some(found),
+                error: None,
+                elapsed: at.elapsed(),
+            });
+        }
+        let termination = match (stop.map(|(s, _)| s), report) {
             (Some(Stop::TimedOut), _) => Termination::TimedOut,
             (Some(Stop::Cancelled), _) => Termination::Cancelled,
             (None, Some(report)) => match from_report(&report) {
@@ -309,7 +336,16 @@ impl ExecClient {
                     .unwrap_or(Termination::Signaled { signal: 9 }),
                 other => other,
             },
-            (None, None) => self.diagnose(container, &docker_exec_id, stream_err).await,
+            (None, None) => match self.diagnose(container, &docker_exec_id, stream_err).await {
+                // No trailer and the runtime's "cannot execute": the runner never started.
+                Termination::Exited { code: 126 } => {
+                    return Err(ExecError::SandboxUnusable {
+                        container: container.to_owned(),
+                        reason: stdout.to_string_lossy().trim().to_owned(),
+                    });
+                }
+                other => other,
+            },
         };
         let outcome = Outcome {
             exec_id,
@@ -336,6 +372,20 @@ impl ExecClient {
     /// signal the call's processes or read their environment).
     pub async fn kill(&self, container: &str, user: Option<&str>, exec_id: &str) -> KillSummary {
         self.kill_call(container, user, exec_id).await
+    }
+
+    /// Sends the kill order down the control channel and returns the timer after which, if the
+    /// call has not ended, the kill goes through a second exec.
+    fn order_kill(
+        &self,
+        orders: &tokio::sync::mpsc::UnboundedSender<KillOrder>,
+    ) -> Pin<Box<tokio::time::Sleep>> {
+        let _ = orders.send(KillOrder {
+            grace_ms: self.options.kill_grace.as_millis() as u64,
+        });
+        Box::pin(tokio::time::sleep(
+            self.options.kill_grace + KILL_FALLBACK_AFTER,
+        ))
     }
 
     async fn kill_call(&self, container: &str, user: Option<&str>, exec_id: &str) -> KillSummary {
@@ -509,6 +559,41 @@ impl ExecClient {
         }
         None
     }
+}
+
+/// Writes the command's stdin as frames, then waits for a kill order, and keeps the channel
+/// open until dropped: the supervisor takes its end-of-file as "the client went away".
+async fn feed(
+    mut input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    stdin: Option<Bytes>,
+    mut orders: tokio::sync::mpsc::UnboundedReceiver<KillOrder>,
+) -> std::io::Result<()> {
+    let kill_frame = |order: KillOrder| {
+        frame::encode(
+            frame::KILL,
+            &serde_json::to_vec(&order).expect("KillOrder serializes"),
+        )
+    };
+    for chunk in stdin
+        .as_deref()
+        .unwrap_or_default()
+        .chunks(frame::MAX_PAYLOAD)
+    {
+        // Between frames only: a frame cut in half would break the channel.
+        if let Ok(order) = orders.try_recv() {
+            input.write_all(&kill_frame(order)).await?;
+            input.flush().await?;
+            return std::future::pending().await;
+        }
+        input.write_all(&frame::encode(frame::DATA, chunk)).await?;
+    }
+    input.write_all(&frame::encode(frame::EOF, &[])).await?;
+    input.flush().await?;
+    if let Some(order) = orders.recv().await {
+        input.write_all(&kill_frame(order)).await?;
+        input.flush().await?;
+    }
+    std::future::pending().await
 }
 
 fn lost_daemon(e: &DockerError) -> Termination {

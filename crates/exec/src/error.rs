@@ -65,6 +65,16 @@ pub enum ExecError {
         #[source]
         source: DockerError,
     },
+    /// The sandbox cannot start anything: the runtime could not start the runner, or the
+    /// runner could not start the command, for lack of processes or memory (a fork bomb left
+    /// running, for example). Nothing of the call ran; a fresh sandbox is the way out.
+    #[error("container {container} cannot start processes: {reason}")]
+    SandboxUnusable {
+        /// Container id or name.
+        container: String,
+        /// What failed, as the runtime or the runner said it.
+        reason: String,
+    },
     /// The daemon answered a start with a detached exec although we asked to attach.
     #[error("exec {docker_exec_id} in container {container} started detached")]
     NotAttached {
@@ -113,6 +123,12 @@ impl ExecError {
             self,
             ExecError::ContainerNotFound { .. } | ExecError::ContainerNotRunning { .. }
         )
+    }
+
+    /// Whether the sandbox runs but cannot start processes: the caller should replace it and
+    /// retry (nothing of the call ran).
+    pub fn is_sandbox_unusable(&self) -> bool {
+        matches!(self, ExecError::SandboxUnusable { .. })
     }
 }
 

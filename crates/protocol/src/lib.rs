@@ -44,6 +44,78 @@ pub mod cmd {
     pub const DRAIN: &str = "drain";
 }
 
+/// The supervisor's stdin is a control channel of frames, `[kind: u8][length: u32 BE][payload]`,
+/// written by the host: the command's stdin as [`frame::DATA`] frames, then [`frame::EOF`],
+/// and [`frame::KILL`] whenever the call must end. The host never closes it before the call
+/// ends, so end-of-file on it means the client went away, and the supervisor kills the call.
+pub mod frame {
+    /// Bytes for the command's stdin.
+    pub const DATA: u8 = 0;
+    /// The command's stdin ends here.
+    pub const EOF: u8 = 1;
+    /// Kill the call now; the payload is a JSON [`KillOrder`](crate::KillOrder).
+    pub const KILL: u8 = 2;
+    /// Header size: kind and big-endian length.
+    pub const HEADER: usize = 5;
+    /// Largest payload the host sends in one frame (bigger inputs are split).
+    pub const MAX_PAYLOAD: usize = 64 * 1024;
+    /// Largest payload the supervisor accepts; anything bigger is a broken channel.
+    pub const LIMIT: usize = 16 * 1024 * 1024;
+
+    /// Encodes one frame.
+    pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(HEADER + payload.len());
+        frame.push(kind);
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+}
+
+/// The payload of a [`frame::KILL`] frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillOrder {
+    /// Grace between SIGTERM and SIGKILL. Zero sends SIGKILL at once.
+    pub grace_ms: u64,
+}
+
+/// Why the supervisor killed the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillCause {
+    /// The host asked (deadline or cancellation), through a [`frame::KILL`] frame.
+    Host,
+    /// The control channel closed: the client went away.
+    ClientGone,
+    /// The supervisor's own deadline passed (the host's kill never came).
+    Backstop,
+}
+
+/// Why the supervisor could not start the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpawnFailure {
+    /// No such program (the shell's 127).
+    NotFound,
+    /// It cannot be executed (the shell's 126).
+    NotExecutable,
+    /// The sandbox is out of processes, threads or memory: nothing can start in it.
+    Resources,
+    /// The request itself was unusable.
+    BadRequest,
+}
+
+impl SpawnFailure {
+    /// The exit code the supervisor exits with.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            SpawnFailure::NotFound => exit::NOT_FOUND,
+            SpawnFailure::BadRequest => exit::BAD_ARGS,
+            SpawnFailure::NotExecutable | SpawnFailure::Resources => exit::CANNOT_EXECUTE,
+        }
+    }
+}
+
 /// What the supervisor runs for one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -81,7 +153,8 @@ pub struct RunRequest {
     /// supervisor kills the call's processes itself this long after it started. `None`: no
     /// backstop.
     pub deadline_ms: Option<u64>,
-    /// Grace between SIGTERM and SIGKILL for the backstop kill.
+    /// Grace between SIGTERM and SIGKILL when the supervisor kills on its own (backstop, or
+    /// the client went away).
     pub grace_ms: u64,
 }
 
@@ -119,11 +192,15 @@ pub struct RunReport {
     /// Why the main process could not be started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawn_error: Option<String>,
+    /// What kind of failure that was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawn_failure: Option<SpawnFailure>,
+    /// When the supervisor killed the call: why, and what it found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill: Option<(KillCause, KillReport)>,
     /// Whether some process still held stdout or stderr when the drain ended (a background
     /// process left running).
     pub leaked_output: bool,
-    /// Whether the supervisor's own backstop deadline fired.
-    pub backstop_fired: bool,
     /// Milliseconds from the supervisor's start to the end of the drain.
     pub elapsed_ms: u64,
 }
@@ -198,6 +275,15 @@ mod tests {
             serde_json::from_str::<RunRequest>(&text).expect("parse"),
             req
         );
+    }
+
+    #[test]
+    fn frames_are_kind_length_payload() {
+        assert_eq!(
+            frame::encode(frame::KILL, b"{}"),
+            vec![2, 0, 0, 0, 2, b'{', b'}']
+        );
+        assert_eq!(frame::encode(frame::EOF, b""), vec![1, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub enum Recreated {
     },
     /// The kernel's OOM killer ended it.
     OomKilled,
+    /// It could no longer start processes (for example a fork bomb held every pid), and was
+    /// recycled.
+    Unusable,
     /// It was made with another configuration (or image).
     ConfigChanged,
 }
@@ -108,6 +111,8 @@ struct Entry {
     in_flight: usize,
     /// Last time the container was seen healthy (inspected running, or a call finished).
     seen_healthy: Option<Instant>,
+    /// Removed by [`SandboxPool::recycle`]; the next `ensure` says so.
+    recycled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -449,6 +454,30 @@ impl SandboxPool {
         }
     }
 
+    /// Removes the user's sandbox if it is still `container_id`, because it cannot start
+    /// processes any more; the next `ensure` makes a new one and reports
+    /// [`Recreated::Unusable`]. The user's files are in the user root and stay.
+    pub async fn recycle(&self, user: &str, container_id: &str) -> Result<(), PoolError> {
+        validate_user(user)?;
+        let _guard = self.inner.locks.lock(user.to_owned()).await;
+        let current = {
+            let mut state = self.state();
+            match state.sandboxes.get_mut(user) {
+                Some(e) if e.container_id == container_id => {
+                    e.seen_healthy = None;
+                    e.recycled = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if current {
+            warn!(user, container = %container_id, "recycling a sandbox that cannot start processes");
+            self.remove_container(user, container_id).await?;
+        }
+        Ok(())
+    }
+
     /// Forgets that the user's sandbox was healthy: the next `ensure` asks the daemon.
     pub fn invalidate(&self, user: &str) {
         if let Some(e) = self.state().sandboxes.get_mut(user) {
@@ -469,8 +498,15 @@ impl SandboxPool {
     /// The slow path, under the user's lock: ask the daemon, adopt, repair or create.
     async fn ensure_locked(&self, user: &str) -> Result<Lease, PoolError> {
         let name = self.name_of(user);
-        let known = self.state().sandboxes.contains_key(user);
-        let mut recreated = known.then_some(Recreated::Removed);
+        let known = self.state().sandboxes.get(user).map(|e| e.recycled);
+        let mut recreated = known.map(|recycled| {
+            if recycled {
+                Recreated::Unusable
+            } else {
+                Recreated::Removed
+            }
+        });
+        let known = known.is_some();
         match self.inner.docker.inspect_container(&name, None).await {
             Ok(info) => match self.judge(user, &info)? {
                 None => {
@@ -481,6 +517,7 @@ impl SandboxPool {
                         last_active: Instant::now(),
                         in_flight: 1,
                         seen_healthy: Some(Instant::now()),
+                        recycled: false,
                     };
                     let sandbox = self.handle(user, &entry, None);
                     self.state().sandboxes.insert(user.to_owned(), entry);
@@ -498,7 +535,7 @@ impl SandboxPool {
                 }
             },
             Err(e) if is_not_found(&e) => {
-                if known {
+                if recreated == Some(Recreated::Removed) {
                     warn!(user, "the sandbox was removed from outside; recreating it");
                 }
                 self.state().sandboxes.remove(user);
@@ -587,6 +624,7 @@ impl SandboxPool {
             last_active: Instant::now(),
             in_flight: 1,
             seen_healthy: Some(Instant::now()),
+            recycled: false,
         };
         let sandbox = self.handle(user, &entry, recreated);
         self.state().sandboxes.insert(user.to_owned(), entry);
@@ -763,6 +801,7 @@ impl SandboxPool {
                     last_active: Instant::now(),
                     in_flight: 0,
                     seen_healthy: Some(Instant::now()),
+                    recycled: false,
                 };
                 self.state().sandboxes.insert(user.clone(), entry);
                 info!(user, container = %id, "adopted a sandbox at start-up");

@@ -7,38 +7,52 @@
 //! pipes), then writes a trailer with the true exit status on stderr and exits with the
 //! shell-style code. Relaying, rather than handing the exec's streams to the command, is what
 //! lets a call end when its main process ends even if `server &` keeps stdout open.
+//!
+//! Its stdin is the host's control channel (see [`sandbox_protocol::frame`]): the command's
+//! stdin arrives as frames, and a kill frame makes the supervisor kill the call in place,
+//! without a second exec. End-of-file on it means the client went away, which kills the call
+//! too. Every thread and pipe is made before the command starts: once it runs it may take
+//! every process slot the container has (a fork bomb under the pids limit), and killing needs
+//! no new process, only signals.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::pipe::{PipeFlags, pipe_with};
-use rustix::process::{WaitOptions, getpid, getuid, set_child_subreaper, wait};
+use rustix::process::{WaitOptions, WaitStatus, getpid, getuid, set_child_subreaper, wait};
 use sandbox_protocol::{
-    EXEC_ID_ENV, ExitStatus, KillRequest, PGID_DIR_PREFIX, Program, RUNNER_PATH, RunReport,
-    RunRequest, TRAILER_MARKER, cmd, exit,
+    EXEC_ID_ENV, ExitStatus, KillCause, KillOrder, KillReport, KillRequest, PGID_DIR_PREFIX,
+    Program, RUNNER_PATH, RunReport, RunRequest, SpawnFailure, TRAILER_MARKER, cmd, exit, frame,
 };
 
 use crate::kill;
 
-/// Read size of the relay; frames on the Docker stream carry at most 32 KiB anyway.
-const RELAY_BUF: usize = 64 * 1024;
-/// SIGKILL rounds of the backstop kill.
-const BACKSTOP_ROUNDS: u32 = 8;
+/// Read size of the relays and of the control channel.
+const BUF: usize = 64 * 1024;
+/// SIGKILL rounds of a kill the supervisor does itself.
+const KILL_ROUNDS: u32 = 8;
+/// How long the trailer waits for a kill in progress to report.
+const KILL_REPORT_WAIT: Duration = Duration::from_secs(10);
+/// Stack of the supervisor's threads: they only copy bytes and send signals.
+const THREAD_STACK: usize = 256 * 1024;
 
 /// One of the exec's output streams, shared by its relay thread and the final trailer. `None`
 /// once closed: after the drain, or after the reader went away (EPIPE), when output is dropped
 /// so that the command never blocks on a full pipe.
 type Sink = Arc<Mutex<Option<File>>>;
+
+/// Why nothing could start, and what to say about it.
+type Failure = (SpawnFailure, String);
 
 fn lock(sink: &Sink) -> MutexGuard<'_, Option<File>> {
     // A relay thread cannot panic while holding the lock; recover rather than abort anyway.
@@ -49,8 +63,34 @@ fn dup_std(fd: impl AsFd) -> io::Result<File> {
     Ok(File::from(fd.as_fd().try_clone_to_owned()?))
 }
 
-fn relay(mut src: File, dst: Sink, done: mpsc::Sender<()>) {
-    let mut buf = vec![0u8; RELAY_BUF];
+fn failure_of(e: &io::Error) -> SpawnFailure {
+    match e.kind() {
+        io::ErrorKind::NotFound => SpawnFailure::NotFound,
+        io::ErrorKind::InvalidInput => SpawnFailure::BadRequest,
+        io::ErrorKind::WouldBlock | io::ErrorKind::OutOfMemory => SpawnFailure::Resources,
+        _ if e.raw_os_error() == Some(Errno::AGAIN.raw_os_error()) => SpawnFailure::Resources,
+        _ => SpawnFailure::NotExecutable,
+    }
+}
+
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), Failure> {
+    thread::Builder::new()
+        .name(name.to_owned())
+        .stack_size(THREAD_STACK)
+        .spawn(body)
+        .map(drop)
+        .map_err(|e| (failure_of(&e), format!("cannot start a thread: {e}")))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
+    pipe_with(PipeFlags::CLOEXEC).map_err(|e| {
+        let e = io::Error::from(e);
+        (failure_of(&e), format!("cannot make a pipe: {e}"))
+    })
+}
+
+fn relay(mut src: File, dst: Sink, done: Sender<()>) {
+    let mut buf = vec![0u8; BUF];
     loop {
         match src.read(&mut buf) {
             Ok(0) => break,
@@ -67,6 +107,112 @@ fn relay(mut src: File, dst: Sink, done: mpsc::Sender<()>) {
         }
     }
     let _ = done.send(());
+}
+
+/// One frame of the control channel, as read.
+enum Frame {
+    Data(Vec<u8>),
+    Eof,
+    Kill(KillOrder),
+    /// The channel ended or broke: the client is gone.
+    Closed,
+}
+
+fn read_frame(r: &mut impl Read) -> Frame {
+    let mut header = [0u8; frame::HEADER];
+    if r.read_exact(&mut header).is_err() {
+        return Frame::Closed;
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > frame::LIMIT {
+        return Frame::Closed;
+    }
+    let mut payload = vec![0u8; len];
+    if r.read_exact(&mut payload).is_err() {
+        return Frame::Closed;
+    }
+    match header[0] {
+        frame::DATA => Frame::Data(payload),
+        frame::EOF => Frame::Eof,
+        frame::KILL => serde_json::from_slice(&payload).map_or(Frame::Closed, Frame::Kill),
+        _ => Frame::Closed,
+    }
+}
+
+/// Reads the control channel for the rest of the call: stdin data to the command, kill
+/// orders to the killer.
+fn control(
+    mut channel: impl Read,
+    mut feed: Option<Sender<Option<Vec<u8>>>>,
+    orders: Sender<(KillCause, u64)>,
+    grace_ms: u64,
+) {
+    loop {
+        match read_frame(&mut channel) {
+            Frame::Data(data) => {
+                if let Some(f) = &feed {
+                    let _ = f.send(Some(data));
+                }
+            }
+            Frame::Eof => {
+                if let Some(f) = feed.take() {
+                    let _ = f.send(None);
+                }
+            }
+            Frame::Kill(order) => {
+                let _ = orders.send((KillCause::Host, order.grace_ms));
+            }
+            Frame::Closed => {
+                let _ = orders.send((KillCause::ClientGone, grace_ms));
+                return;
+            }
+        }
+    }
+}
+
+/// Writes what the control channel carries to the command's stdin; the command sees EOF when
+/// the host says so. Chunks are queued, not written by the control thread, so a command that
+/// never reads its stdin cannot stop a kill order from being read.
+fn feed_stdin(chunks: Receiver<Option<Vec<u8>>>, mut stdin: File) {
+    while let Ok(Some(chunk)) = chunks.recv() {
+        if stdin.write_all(&chunk).is_err() {
+            break; // the command closed its stdin; drop the rest
+        }
+    }
+}
+
+/// Kills the call when ordered, or at the backstop deadline.
+fn killer(
+    orders: Receiver<(KillCause, u64)>,
+    reports: Sender<(KillCause, KillReport)>,
+    mut deadline: Option<Instant>,
+    grace_ms: u64,
+    exec_id: String,
+    started: Arc<AtomicBool>,
+) {
+    loop {
+        let (cause, grace_ms) = match deadline {
+            Some(at) => match orders.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(order) => order,
+                Err(RecvTimeoutError::Timeout) => {
+                    deadline = None;
+                    (KillCause::Backstop, grace_ms)
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+            None => match orders.recv() {
+                Ok(order) => order,
+                Err(_) => return,
+            },
+        };
+        started.store(true, Ordering::SeqCst);
+        let request = KillRequest {
+            exec_id: exec_id.clone(),
+            grace_ms,
+            max_rounds: KILL_ROUNDS,
+        };
+        let _ = reports.send((cause, kill::kill_call(&request, &[])));
+    }
 }
 
 /// Creates `/run/sbx-<uid>/<exec id>.pgid` holding `<pgid> <supervisor pid>`. Best effort: the
@@ -96,21 +242,52 @@ fn write_pgid_file(exec_id: &str, pgid: u32) -> Option<String> {
     Some(path)
 }
 
-/// Reads all of stdin into a new private file under `/tmp`; `create_new` refuses to follow a
-/// planted symlink.
-fn stdin_to_script(exec_id: &str, suffix: &str) -> io::Result<String> {
+/// Reads the program from the control channel into a new private file under `/tmp`;
+/// `create_new` refuses to follow a planted symlink.
+fn receive_script(channel: &mut impl Read, exec_id: &str, suffix: &str) -> Result<String, Failure> {
+    if suffix.contains('/') {
+        return Err((SpawnFailure::BadRequest, "bad script suffix".to_owned()));
+    }
     let path = format!("/tmp/sbx-{exec_id}{suffix}");
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
-    let copied = io::copy(&mut io::stdin().lock(), &mut file);
-    if let Err(e) = copied {
-        let _ = fs::remove_file(&path);
-        return Err(e);
+        .open(&path)
+        .map_err(|e| {
+            (
+                failure_of(&e),
+                format!("cannot write the program to {path}: {e}"),
+            )
+        })?;
+    let outcome = loop {
+        match read_frame(channel) {
+            Frame::Data(data) => {
+                if let Err(e) = file.write_all(&data) {
+                    break Err((failure_of(&e), format!("cannot write the program: {e}")));
+                }
+            }
+            Frame::Eof => break Ok(()),
+            Frame::Kill(_) | Frame::Closed => {
+                break Err((
+                    SpawnFailure::BadRequest,
+                    "stopped before the program arrived".to_owned(),
+                ));
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
     }
-    Ok(path)
+}
+
+/// This binary, wherever it is (the image puts it at [`RUNNER_PATH`]; tests run it elsewhere).
+fn runner_exe() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| RUNNER_PATH.into())
 }
 
 /// The program a request starts, for error messages.
@@ -122,42 +299,27 @@ fn program_name(req: &RunRequest) -> String {
     }
 }
 
-fn build_command(req: &RunRequest, exec_id: &str) -> io::Result<(Command, Option<String>)> {
+fn command_for(req: &RunRequest, script: Option<&str>) -> Result<Command, Failure> {
+    let empty = || (SpawnFailure::BadRequest, "empty command".to_owned());
     Ok(match &req.program {
         Program::Argv { argv } => {
-            let (prog, args) = argv
-                .split_first()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
+            let (prog, args) = argv.split_first().ok_or_else(empty)?;
             let mut c = Command::new(prog);
             c.args(args);
-            (c, None)
+            c
         }
-        Program::Script {
-            interpreter,
-            suffix,
-        } => {
-            let (prog, args) = interpreter
-                .split_first()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty interpreter"))?;
-            if suffix.contains('/') {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad suffix"));
-            }
-            let script = stdin_to_script(exec_id, suffix)?;
+        Program::Script { interpreter, .. } => {
+            let (prog, args) = interpreter.split_first().ok_or_else(empty)?;
             let mut c = Command::new(prog);
-            c.args(args).arg(&script).stdin(Stdio::null());
-            (c, Some(script))
+            c.args(args).args(script);
+            c
         }
         Program::Tool { name } => {
             let mut c = Command::new(runner_exe());
             c.arg(cmd::TOOL).arg(name);
-            (c, None)
+            c
         }
     })
-}
-
-/// This binary, wherever it is (the image puts it at [`RUNNER_PATH`]; tests run it elsewhere).
-fn runner_exe() -> std::path::PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| RUNNER_PATH.into())
 }
 
 fn finish(err: &Sink, exec_id: &str, report: &RunReport) {
@@ -192,139 +354,106 @@ pub fn run(arg: &str) -> ! {
         .ok()
         .filter(|id| kill::valid_exec_id(id))
         .unwrap_or_else(|| fail_usage(&format!("{EXEC_ID_ENV} is missing or malformed")));
-
     let out: Sink = Arc::new(Mutex::new(dup_std(io::stdout()).ok()));
     let err: Sink = Arc::new(Mutex::new(dup_std(io::stderr()).ok()));
+    let Err((failure, message)) = supervise(&req, &exec_id, &out, &err, started);
+    if let Some(f) = lock(&err).as_mut() {
+        let name = program_name(&req);
+        let _ = match failure {
+            SpawnFailure::NotFound => writeln!(f, "sandbox-runner: {name}: command not found"),
+            _ => writeln!(f, "sandbox-runner: {name}: {message}"),
+        };
+    }
+    let report = RunReport {
+        status: None,
+        spawn_error: Some(message),
+        spawn_failure: Some(failure),
+        kill: None,
+        leaked_output: false,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    };
+    finish(&err, &exec_id, &report);
+    std::process::exit(failure.exit_code());
+}
 
+/// Everything from setting up to exiting; returns only when the command could not start.
+fn supervise(
+    req: &RunRequest,
+    exec_id: &str,
+    out: &Sink,
+    err: &Sink,
+    started: Instant,
+) -> Result<std::convert::Infallible, Failure> {
     // Orphans of the command (double forks, `setsid` children) re-parent to us, not to the
     // container's init, so the kill can still find them as our descendants.
     let _ = set_child_subreaper(Some(getpid()));
-
-    let spawned = build_command(&req, &exec_id).and_then(|(mut command, script)| {
-        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        command
-            .process_group(0)
-            .stdout(Stdio::from(out_w))
-            .stderr(Stdio::from(err_w));
-        let spawned = command.spawn();
-        // Dropping the Command closes our copies of the write ends, so EOF on the read ends
-        // means every writer is gone.
-        drop(command);
-        match spawned {
-            Ok(child) => Ok((child.id(), out_r, err_r, script)),
+    let stdin = dup_std(io::stdin()).map_err(|e| (failure_of(&e), format!("no stdin: {e}")))?;
+    let mut channel = BufReader::with_capacity(BUF, stdin);
+    let script = match &req.program {
+        Program::Script { suffix, .. } => Some(receive_script(&mut channel, exec_id, suffix)?),
+        _ => None,
+    };
+    let remove_script = || {
+        if let Some(s) = &script {
+            let _ = fs::remove_file(s);
+        }
+    };
+    let prepared = prepare(req, exec_id, out, err, channel, script.is_some(), started);
+    let (mut command, mut ready) =
+        match prepared.and_then(|p| Ok((command_for(req, script.as_deref())?, p))) {
+            Ok((c, p)) => (c, p),
             Err(e) => {
-                if let Some(s) = &script {
-                    let _ = fs::remove_file(s);
-                }
-                Err(e)
+                remove_script();
+                return Err(e);
             }
-        }
-    });
-    let (child_pid, out_r, err_r, script) = match spawned {
-        Ok(parts) => parts,
+        };
+    command
+        .process_group(0)
+        .stdin(
+            ready
+                .child_stdin
+                .take()
+                .map_or_else(Stdio::null, Stdio::from),
+        )
+        .stdout(Stdio::from(
+            ready.child_stdout.take().expect("prepared once"),
+        ))
+        .stderr(Stdio::from(
+            ready.child_stderr.take().expect("prepared once"),
+        ));
+    let spawned = command.spawn();
+    // Dropping the Command closes our copies of the pipe ends the child got, so EOF on the
+    // read ends means every writer is gone.
+    drop(command);
+    let child = match spawned {
+        Ok(child) => child.id(),
         Err(e) => {
-            let code = match e.kind() {
-                io::ErrorKind::NotFound => exit::NOT_FOUND,
-                io::ErrorKind::InvalidInput => exit::BAD_ARGS,
-                _ => exit::CANNOT_EXECUTE,
-            };
-            if let Some(f) = lock(&err).as_mut() {
-                let name = program_name(&req);
-                let _ = match e.kind() {
-                    io::ErrorKind::NotFound => {
-                        writeln!(f, "sandbox-runner: {name}: command not found")
-                    }
-                    _ => writeln!(f, "sandbox-runner: {name}: {e}"),
-                };
-            }
-            finish(
-                &err,
-                &exec_id,
-                &RunReport {
-                    status: None,
-                    spawn_error: Some(e.to_string()),
-                    leaked_output: false,
-                    backstop_fired: false,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
-                },
-            );
-            std::process::exit(code);
+            remove_script();
+            return Err((failure_of(&e), e.to_string()));
         }
     };
-    let pgid_path = write_pgid_file(&exec_id, child_pid);
+    let pgid_path = write_pgid_file(exec_id, child);
+    let status = reap_until(child);
 
-    // Second handles on the read ends, for the drainer when output leaks (see below).
-    let spare: Option<(OwnedFd, OwnedFd)> = out_r.try_clone().ok().zip(err_r.try_clone().ok());
-    let (done_tx, done_rx) = mpsc::channel();
-    for (src, dst) in [(out_r, &out), (err_r, &err)] {
-        let (dst, done) = (Arc::clone(dst), done_tx.clone());
-        thread::spawn(move || relay(File::from(src), dst, done));
-    }
-    drop(done_tx);
-
-    // Reap everything: the main child (its status is the call's) and orphans re-parented to us.
-    let (status_tx, status_rx) = mpsc::channel();
-    thread::spawn(move || {
-        loop {
-            match wait(WaitOptions::empty()) {
-                Ok(Some((pid, status))) => {
-                    if pid.as_raw_nonzero().get() as u32 == child_pid {
-                        let _ = status_tx.send(status);
-                    }
-                }
-                Ok(None) | Err(Errno::INTR) => continue,
-                Err(_) => break,
-            }
-        }
-    });
-
-    let main_done = Arc::new(AtomicBool::new(false));
-    let backstop_fired = Arc::new(AtomicBool::new(false));
-    if let Some(deadline) = req.deadline_ms {
-        let (main_done, fired, exec_id) = (
-            Arc::clone(&main_done),
-            Arc::clone(&backstop_fired),
-            exec_id.clone(),
-        );
-        let grace_ms = req.grace_ms;
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(deadline).saturating_sub(started.elapsed()));
-            if !main_done.load(Ordering::SeqCst) {
-                fired.store(true, Ordering::SeqCst);
-                kill::kill_call(
-                    &KillRequest {
-                        exec_id,
-                        grace_ms,
-                        max_rounds: BACKSTOP_ROUNDS,
-                    },
-                    &[],
-                );
-            }
-        });
-    }
-
-    let status = status_rx
-        .recv()
-        .expect("the reaper reports the main child before it runs out of children");
-    main_done.store(true, Ordering::SeqCst);
-    let status = match (status.exit_status(), status.terminating_signal()) {
-        (Some(code), _) => ExitStatus::Exited { code },
-        (None, Some(signal)) => ExitStatus::Signaled { signal },
-        // wait() without WUNTRACED/WCONTINUED reports only exits and deaths.
-        (None, None) => ExitStatus::Exited { code: -1 },
+    // A kill in progress finishes first, so its report goes into the trailer.
+    let kill = if ready.kill_started.load(Ordering::SeqCst) {
+        ready.reports.recv_timeout(KILL_REPORT_WAIT).ok()
+    } else {
+        ready.reports.try_recv().ok()
     };
-
     let drain_until = Instant::now() + Duration::from_millis(req.drain_ms);
     let mut open = 2;
     while open > 0 {
-        match done_rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+        match ready
+            .relays_done
+            .recv_timeout(drain_until.saturating_duration_since(Instant::now()))
+        {
             Ok(()) => open -= 1,
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(_) => break,
         }
     }
     let leaked = open > 0;
-    if leaked && let Some((o, e)) = spare {
+    if leaked && let Some((o, e)) = ready.spare.take() {
         // A background process still holds the pipes. Hand them to a drainer that reads them
         // to EOF and drops the bytes, so that process neither blocks on a full pipe nor dies
         // of SIGPIPE. The drainer carries the exec id, so a kill of this call finds it too.
@@ -338,22 +467,107 @@ pub fn run(arg: &str) -> ! {
     if let Some(p) = pgid_path {
         let _ = fs::remove_file(p);
     }
-    if let Some(s) = script {
-        let _ = fs::remove_file(s);
-    }
-    *lock(&out) = None;
+    remove_script();
+    *lock(out) = None;
     finish(
-        &err,
-        &exec_id,
+        err,
+        exec_id,
         &RunReport {
             status: Some(status),
             spawn_error: None,
+            spawn_failure: None,
+            kill,
             leaked_output: leaked,
-            backstop_fired: backstop_fired.load(Ordering::SeqCst),
             elapsed_ms: started.elapsed().as_millis() as u64,
         },
     );
     std::process::exit(status.code());
+}
+
+/// What [`prepare`] made: the child's ends of the pipes, and the threads' channels.
+struct Ready {
+    child_stdin: Option<OwnedFd>,
+    child_stdout: Option<OwnedFd>,
+    child_stderr: Option<OwnedFd>,
+    /// Second handles on the read ends, for the drainer.
+    spare: Option<(OwnedFd, OwnedFd)>,
+    relays_done: Receiver<()>,
+    reports: Receiver<(KillCause, KillReport)>,
+    kill_started: Arc<AtomicBool>,
+}
+
+/// Makes every pipe and starts every thread, before the command exists.
+fn prepare(
+    req: &RunRequest,
+    exec_id: &str,
+    out: &Sink,
+    err: &Sink,
+    channel: impl Read + Send + 'static,
+    stdin_is_script: bool,
+    started: Instant,
+) -> Result<Ready, Failure> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let spare = out_r.try_clone().ok().zip(err_r.try_clone().ok());
+    let (done_tx, relays_done) = mpsc::channel();
+    for (name, src, dst) in [("relay-out", out_r, out), ("relay-err", err_r, err)] {
+        let (dst, done) = (Arc::clone(dst), done_tx.clone());
+        spawn_thread(name, move || relay(File::from(src), dst, done))?;
+    }
+    let (child_stdin, feed) = if stdin_is_script {
+        (None, None)
+    } else {
+        let (in_r, in_w) = pipe()?;
+        let (feed_tx, feed_rx) = mpsc::channel();
+        spawn_thread("stdin", move || feed_stdin(feed_rx, File::from(in_w)))?;
+        (Some(in_r), Some(feed_tx))
+    };
+    let (orders_tx, orders_rx) = mpsc::channel();
+    let (reports_tx, reports) = mpsc::channel();
+    let kill_started = Arc::new(AtomicBool::new(false));
+    let deadline = req
+        .deadline_ms
+        .map(|ms| started + Duration::from_millis(ms));
+    let (grace_ms, id, flag) = (req.grace_ms, exec_id.to_owned(), Arc::clone(&kill_started));
+    spawn_thread("killer", move || {
+        killer(orders_rx, reports_tx, deadline, grace_ms, id, flag)
+    })?;
+    spawn_thread("control", move || {
+        control(channel, feed, orders_tx, grace_ms)
+    })?;
+    Ok(Ready {
+        child_stdin,
+        child_stdout: Some(out_w),
+        child_stderr: Some(err_w),
+        spare,
+        relays_done,
+        reports,
+        kill_started,
+    })
+}
+
+/// Reaps children (orphans re-parented to us included) until the main child exits.
+fn reap_until(child: u32) -> ExitStatus {
+    loop {
+        match wait(WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid.as_raw_nonzero().get() as u32 == child => {
+                return exit_status(status);
+            }
+            Ok(_) | Err(Errno::INTR) => continue,
+            // No children left although the main one was never reaped: cannot happen while it
+            // is our child; say "unknown" rather than loop forever.
+            Err(_) => return ExitStatus::Exited { code: -1 },
+        }
+    }
+}
+
+fn exit_status(status: WaitStatus) -> ExitStatus {
+    match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => ExitStatus::Exited { code },
+        (None, Some(signal)) => ExitStatus::Signaled { signal },
+        // wait() without WUNTRACED/WCONTINUED reports only exits and deaths.
+        (None, None) => ExitStatus::Exited { code: -1 },
+    }
 }
 
 /// `sandbox-runner drain`: reads fd 0 and fd 1 (both pipe read ends, see [`run`]) to EOF.
@@ -369,4 +583,28 @@ pub fn drain() -> ! {
         let _ = h.join();
     }
     std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_read_back_and_a_cut_channel_is_closed() {
+        let mut bytes = frame::encode(frame::DATA, b"abc");
+        bytes.extend(frame::encode(frame::EOF, b""));
+        bytes.extend(frame::encode(frame::KILL, br#"{"grace_ms":5}"#));
+        bytes.extend(&frame::encode(frame::DATA, b"cut")[..4]);
+        let mut r = bytes.as_slice();
+        assert!(matches!(read_frame(&mut r), Frame::Data(d) if d == b"abc"));
+        assert!(matches!(read_frame(&mut r), Frame::Eof));
+        assert!(matches!(
+            read_frame(&mut r),
+            Frame::Kill(KillOrder { grace_ms: 5 })
+        ));
+        assert!(matches!(read_frame(&mut r), Frame::Closed));
+        let mut huge = vec![frame::DATA];
+        huge.extend(u32::MAX.to_be_bytes());
+        assert!(matches!(read_frame(&mut huge.as_slice()), Frame::Closed));
+    }
 }

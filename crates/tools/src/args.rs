@@ -122,6 +122,10 @@ pub fn parse_shell(args: &Value, limits: &TimeoutLimits) -> Result<ShellArgs, Ar
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         _ => return Err(ArgError::new(TOOL, "command must be non-empty string")),
     };
+    // No program can receive a NUL in its arguments; say so instead of failing in the runner.
+    if command.contains('\0') {
+        return Err(ArgError::new(TOOL, "command must not contain NUL bytes"));
+    }
     let timeout = timeout(TOOL, map, limits.shell_default, limits.max)?;
     Ok(ShellArgs { command, timeout })
 }
@@ -255,6 +259,11 @@ mod tests {
             );
             assert_eq!(err.exit_code(), 2);
         }
+        let nul = parse_shell(&json!({"command": "echo a\u{0}b"}), &limits()).expect_err("NUL");
+        assert_eq!(
+            nul.to_string(),
+            "[Error] bad arguments to shell: command must not contain NUL bytes"
+        );
     }
 
     #[test]

@@ -190,15 +190,22 @@ impl DockerExecutor {
                     }
                     return Ok((outcome, lease));
                 }
-                Err(e) if e.is_sandbox_gone() && attempt == 0 => {
-                    warn!(user = %self.user, error = %e, "the sandbox was gone; replacing it");
-                    lease.mark_lost();
-                }
                 Err(e) => {
-                    if e.is_sandbox_gone() {
-                        lease.mark_lost();
+                    // Whatever stopped the exec (sandbox gone, daemon down), the next call
+                    // must ask the daemon rather than trust memory.
+                    lease.mark_lost();
+                    let retry = attempt == 0 && (e.is_sandbox_gone() || e.is_sandbox_unusable());
+                    if !retry {
+                        return Err(chain(&e));
                     }
-                    return Err(chain(&e));
+                    warn!(user = %self.user, error = %e, "the sandbox cannot run the call; replacing it");
+                    if e.is_sandbox_unusable() {
+                        let id = lease.container_id.clone();
+                        drop(lease);
+                        if let Err(e) = self.shared.pool.recycle(&self.user, &id).await {
+                            return Err(chain(&e));
+                        }
+                    }
                 }
             }
         }

@@ -1,0 +1,165 @@
+//! A second Docker daemon that a test starts, crashes, restarts and stops itself, with its own
+//! socket, data root, exec root and pid file (and `--bridge=none --iptables=false`, as every
+//! daemon here). Only this process's own dockerd is ever signalled, by its pid.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use futures_util::{StreamExt, TryStreamExt};
+
+/// A private dockerd.
+#[derive(Debug)]
+pub struct SecondDaemon {
+    data: PathBuf,
+    run: PathBuf,
+    child: Option<Child>,
+}
+
+impl SecondDaemon {
+    /// Starts one and waits until it answers.
+    pub async fn start() -> Self {
+        let id = crate::unique();
+        // Short exec-root: containerd's sockets live under it and unix paths are limited.
+        let mut d = Self {
+            data: PathBuf::from(format!("/var/lib/zt-dd-{id}")),
+            run: PathBuf::from(format!("/run/zt-dd-{id}")),
+            child: None,
+        };
+        std::fs::create_dir_all(&d.data).expect("data dir");
+        std::fs::create_dir_all(&d.run).expect("run dir");
+        d.spawn();
+        d.wait_ready().await;
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.run.join("docker.sock")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.join("dockerd.log"))
+            .expect("log file");
+        let child = Command::new("dockerd")
+            .arg("--bridge=none")
+            .arg("--iptables=false")
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket().display()))
+            .arg("--data-root")
+            .arg(self.data.join("data"))
+            .arg("--exec-root")
+            .arg(self.run.join("exec"))
+            .arg("--pidfile")
+            .arg(self.run.join("docker.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start a second dockerd (the tests run as root with docker.io installed)");
+        self.child = Some(child);
+    }
+
+    async fn wait_ready(&self) {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(docker) = self.try_client().await
+                && docker.ping().await.is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "the second dockerd did not answer in 60 s; see {}",
+                self.data.join("dockerd.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn try_client(&self) -> Option<Docker> {
+        let docker = Docker::connect_with_unix(
+            &self.socket().to_string_lossy(),
+            30,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .ok()?;
+        docker.negotiate_version().await.ok()
+    }
+
+    /// A client of this daemon.
+    pub async fn client(&self) -> Docker {
+        self.try_client()
+            .await
+            .expect("a client of the second daemon")
+    }
+
+    /// Copies `image` from the main daemon into this one (save, then load).
+    pub async fn load_image(&self, image: &str) {
+        let main = crate::docker().await;
+        let tar = main
+            .export_image(image)
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        let mine = self.client().await;
+        let mut load = mine.import_image_stream(
+            bollard::query_parameters::ImportImageOptionsBuilder::new()
+                .quiet(true)
+                .build(),
+            tar,
+            None,
+        );
+        while let Some(item) = load.next().await {
+            item.expect("load the image into the second daemon");
+        }
+        mine.inspect_image(image).await.expect("the image is there");
+    }
+
+    /// Kills the daemon with SIGKILL (a crash) and reaps it. Its containers' processes keep
+    /// running under their shims until it comes back.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // A crashed daemon leaves its pid file, and refuses to start again while it is there.
+        let _ = std::fs::remove_file(self.run.join("docker.pid"));
+    }
+
+    /// Starts the daemon again after a crash and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id())
+                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SecondDaemon {
+    fn drop(&mut self) {
+        self.stop();
+        // dockerd bind-mounts its data root onto itself.
+        let _ = rustix::mount::unmount(self.data.join("data"), rustix::mount::UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir_all(&self.run);
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}

@@ -1,0 +1,517 @@
+//! The hostile suite: faults, hostile workloads, hostile input and escape attempts, through
+//! the tools the model calls. Each case checks that the call ends, says what happened, leaves
+//! nothing running, and that the next call works.
+
+use std::time::{Duration, Instant};
+
+use e2e_tests::{FakeHost, TestTools, pool_config};
+use sandbox_tools::{DockerExecutor, ToolResult, ToolsConfig};
+use serde_json::{Value, json};
+
+/// What is left in the user's sandbox besides the init and its `sleep infinity`, as the
+/// daemon sees it (waiting a moment for processes being killed right now to go).
+async fn leftovers(t: &TestTools) -> Vec<String> {
+    let id = t.pool.ensure("u").await.expect("ensure").container_id;
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = e2e_tests::processes(t.pool.docker(), &id).await;
+        if left.is_empty() || Instant::now() > until {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn assert_next_call_works(t: &TestTools) {
+    let r = t.call("shell", json!({"command": "echo alive"})).await;
+    assert_eq!(r.content, "[stdout]\nalive\n[exit 0]", "{r:?}");
+}
+
+fn memory_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+// ---- faults ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_removed_mid_call_ends_the_call_as_lost_and_the_next_call_recovers() {
+    let t = TestTools::start("hostile_removed").await;
+    assert_next_call_works(&t).await;
+    let sb = t.pool.ensure("u").await.expect("ensure");
+    let call = t.call("shell", json!({"command": "echo started; sleep 60"}));
+    let remove = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        t.pool
+            .docker()
+            .remove_container(
+                &sb.container_id,
+                Some(
+                    bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .build(),
+                ),
+            )
+            .await
+            .expect("remove");
+    };
+    let started = Instant::now();
+    let (r, ()) = tokio::join!(call, remove);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.exit_code, 1, "{r:?}");
+    assert_eq!(
+        r.content,
+        "[Error executing shell via docker] sandbox lost: the container was removed"
+    );
+    assert!(r.meta.sandbox_lost);
+    assert_next_call_works(&t).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_oom_killed_mid_call_is_reported_and_replaced() {
+    let config = sandbox_pool::PoolConfig {
+        memory: sandbox_pool::bytesize::ByteSize::mib(64),
+        ..pool_config("hostile_oom")
+    };
+    let t = TestTools::start_on_pool(config).await;
+    let hogs = "echo 1000 > /proc/1/oom_score_adj; for i in 1 2 3 4 5 6; do \
+        python3 -c 'import time; x = b\"\\x01\" * (15 << 20); time.sleep(30)' & done; wait";
+    let r = t.call("shell", json!({"command": hogs})).await;
+    assert_eq!(r.exit_code, 1, "{r:?}");
+    assert!(r.content.contains("ran out of memory"), "{r:?}");
+    let r = t.call("shell", json!({"command": "echo alive"})).await;
+    assert_eq!(r.content, "[stdout]\nalive\n[exit 0]");
+    assert_eq!(r.meta.recreated.as_deref(), Some("OomKilled"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_hog_alone_is_killed_and_the_sandbox_survives() {
+    let config = sandbox_pool::PoolConfig {
+        memory: sandbox_pool::bytesize::ByteSize::mib(64),
+        ..pool_config("hostile_hog")
+    };
+    let t = TestTools::start_on_pool(config).await;
+    let r = t
+        .call(
+            "run_python",
+            json!({"code": "x = b'\\x01' * (200 << 20)\nprint('never')"}),
+        )
+        .await;
+    assert_eq!(
+        r.exit_code, 137,
+        "killed by SIGKILL (the OOM killer): {r:?}"
+    );
+    assert!(!r.content.contains("never"));
+    let r = t.call("shell", json!({"command": "echo alive"})).await;
+    assert_eq!(r.content, "[stdout]\nalive\n[exit 0]");
+    assert_eq!(r.meta.recreated, None, "the same sandbox");
+}
+
+// ---- hostile workloads -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_bomb_hits_the_pids_limit_ends_at_its_deadline_and_is_cleaned_up() {
+    let config = sandbox_pool::PoolConfig {
+        pids_limit: 64,
+        ..pool_config("hostile_forkbomb")
+    };
+    let t = TestTools::start_on_pool(config).await;
+    assert_next_call_works(&t).await;
+    let id = t.pool.ensure("u").await.expect("ensure").container_id;
+    // A bomb inside the call: it fills the pids limit, the call ends at its deadline, and the
+    // kill (in place: no new process can start) leaves nothing.
+    let started = Instant::now();
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sandbox_pool::usage(t.pool.docker(), &id)
+            .await
+            .expect("stats")
+            .pids
+    };
+    let bomb = t.call(
+        "shell",
+        json!({"command": "bomb() { bomb | bomb & }; bomb; sleep 30", "timeout": 3}),
+    );
+    let (r, pids) = tokio::join!(bomb, watch);
+    assert_eq!(r.exit_code, 124, "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(pids.is_some_and(|p| p <= 64), "the limit holds: {pids:?}");
+    assert!(
+        leftovers(&t).await.is_empty(),
+        "nothing of the bomb is left"
+    );
+    assert_next_call_works(&t).await;
+
+    // A bomb left behind by a call that returns at once keeps the sandbox at its limit. The
+    // next call still works: when the runtime or the runner cannot start, the sandbox is
+    // recycled and the call retried on a fresh one (`recreated` says so); in a moment when
+    // the churning bomb frees a slot, it just runs.
+    let r = t
+        .call(
+            "shell",
+            json!({"command": "bomb() { bomb | bomb & }; bomb"}),
+        )
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(20), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        let r = t.call("shell", json!({"command": "echo alive"})).await;
+        assert_eq!(r.content, "[stdout]\nalive\n[exit 0]", "{r:?}");
+        assert!(
+            matches!(r.meta.recreated.as_deref(), None | Some("Unusable")),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_floods_end_at_the_deadline_with_memory_bounded() {
+    let t = TestTools::start("hostile_flood").await;
+    assert_next_call_works(&t).await;
+    let before = memory_kib();
+    for cmd in ["yes", "cat /dev/zero", "yes >&2"] {
+        let r = t.call("shell", json!({"command": cmd, "timeout": 3})).await;
+        assert_eq!(
+            r.exit_code,
+            124,
+            "{cmd}: {}",
+            &r.content[..200.min(r.content.len())]
+        );
+        assert!(r.meta.truncated, "{cmd}");
+        // Head and tail of each stream, 32 KiB each by default, plus the message.
+        assert!(r.content.len() < 200 * 1024, "{cmd}: {}", r.content.len());
+    }
+    let grown = memory_kib().saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "the test process grew by {grown} KiB for GBs of output"
+    );
+    assert!(leftovers(&t).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn processes_that_ignore_term_close_their_output_or_recurse_are_all_killed() {
+    let t = TestTools::start("hostile_workloads").await;
+    let cases = [
+        (
+            "ignores TERM",
+            "trap '' TERM; sleep 300 & trap '' TERM; sleep 301",
+        ),
+        ("closed stdout, still running", "exec >&- 2>&-; sleep 300"),
+        (
+            "deep recursion of background children",
+            "f() { if [ $1 -gt 0 ]; then (f $(($1 - 1)) &); sleep 300; fi; }; f 25",
+        ),
+        (
+            "python children in new sessions",
+            "python3 -c 'import os, time\nfor _ in range(5):\n    if os.fork() == 0:\n        os.setsid(); time.sleep(300)\ntime.sleep(300)'",
+        ),
+    ];
+    for (name, cmd) in cases {
+        let started = Instant::now();
+        let r = t.call("shell", json!({"command": cmd, "timeout": 2})).await;
+        assert_eq!(r.exit_code, 124, "{name}: {r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        let left = leftovers(&t).await;
+        assert!(left.is_empty(), "{name}: left {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_that_closes_its_output_and_stays_behind_does_not_hold_the_call() {
+    let t = TestTools::start("hostile_closed_background").await;
+    let started = Instant::now();
+    let r = t
+        .call(
+            "shell",
+            json!({"command": "(exec >&- 2>&-; sleep 300) & echo left it"}),
+        )
+        .await;
+    assert_eq!(r.content, "[stdout]\nleft it\n[exit 0]");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // What the call left keeps running, as it would in a terminal; the reaper ends it with
+    // the sandbox.
+    assert!(leftovers(&t).await.iter().any(|p| p.contains("sleep 300")));
+}
+
+// ---- hostile input -------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_arguments_get_bad_argument_answers_for_every_tool() {
+    let t = TestTools::start("hostile_args").await;
+    let cases: Vec<(&str, Value)> = vec![
+        ("shell", json!("echo hi")),
+        ("shell", json!({"command": ["echo"]})),
+        ("shell", json!({"command": null})),
+        ("run_python", json!(null)),
+        ("run_python", json!({"code": {"x": 1}})),
+        ("read", json!([])),
+        ("read", json!({})),
+        ("read", json!({"path": "a", "offset": "one"})),
+        ("read", json!({"path": "a", "limit": -3})),
+        ("write", json!({"path": "a"})),
+        ("write", json!({"path": "a", "content": 5})),
+        (
+            "edit",
+            json!({"path": "a", "old_string": "", "new_string": "b"}),
+        ),
+        (
+            "edit",
+            json!({"path": "a", "old_string": "x", "new_string": "y", "replace_all": "yes"}),
+        ),
+        ("glob", json!({"pattern": 3})),
+        ("grep", json!({"pattern": "x", "output_mode": "everything"})),
+        ("grep", json!({"pattern": "x", "context": 1.5})),
+        ("read", json!({"path": "a\u{0}b"})),
+        ("shell", json!({"command": "echo a\u{0}b"})),
+    ];
+    for (tool, args) in cases {
+        let r = t.call(tool, args.clone()).await;
+        assert_eq!(r.exit_code, 2, "{tool} {args}: {r:?}");
+        assert!(
+            r.content.starts_with("[Error] bad arguments to "),
+            "{tool} {args}: {r:?}"
+        );
+    }
+    assert_next_call_works(&t).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ten_megabyte_program_runs() {
+    let t = TestTools::start("hostile_big_program").await;
+    let code = format!(
+        "data = '{}'\nprint(len(data))\n",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let r = t.call("run_python", json!({"code": code})).await;
+    assert_eq!(
+        r.content,
+        "[stdout]\n10485760\n[exit 0]",
+        "{}",
+        &r.content[..r.content.len().min(300)]
+    );
+    // A shell command too long for argv travels as a script instead.
+    let long = format!("x='{}'; echo ${{#x}}", "y".repeat(300 * 1024));
+    let r = t.call("shell", json!({"command": long})).await;
+    assert_eq!(r.content, "[stdout]\n307200\n[exit 0]");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_bytes_and_invalid_utf8_in_output_are_shown_not_fatal() {
+    let t = TestTools::start("hostile_bytes").await;
+    let r = t
+        .call(
+            "shell",
+            json!({"command": "printf 'a\\000b\\377\\376c\\n'"}),
+        )
+        .await;
+    assert_eq!(r.exit_code, 0);
+    assert_eq!(r.content, "[stdout]\na\u{0}b\u{fffd}\u{fffd}c\n[exit 0]");
+    let r = t
+        .call("write", json!({"path": "nul.bin", "content": "a\u{0}b"}))
+        .await;
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    let r = t.call("read", json!({"path": "nul.bin"})).await;
+    assert_eq!(r.exit_code, 1, "binary files are refused: {r:?}");
+    assert!(r.content.contains("binary"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dotdot_absolute_host_paths_and_outward_symlinks_stay_in_the_container() {
+    let t = TestTools::start("hostile_paths").await;
+    // A host secret right next to the user root.
+    let secret_dir = tempfile::tempdir().expect("host dir");
+    let secret = secret_dir.path().join("secret.txt");
+    std::fs::write(&secret, "host secret").expect("write secret");
+    let host_path = secret.display().to_string();
+    let r = t.call("read", json!({"path": host_path})).await;
+    assert_eq!(r.exit_code, 1, "{r:?}");
+    assert!(!r.content.contains("host secret"));
+    let r = t
+        .call("read", json!({"path": format!("../../..{host_path}")}))
+        .await;
+    assert!(!r.content.contains("host secret"), "{r:?}");
+    let r = t
+        .call(
+            "write",
+            json!({"path": "../../../tmp/escaped.txt", "content": "x"}),
+        )
+        .await;
+    assert_eq!(r.exit_code, 0, "the container's own /tmp: {r:?}");
+    assert!(
+        !std::path::Path::new("/tmp/escaped.txt").exists(),
+        "not the host's /tmp"
+    );
+    let r = t
+        .call("shell", json!({"command": format!("ln -s {} link && cat link/secret.txt", secret_dir.path().display())}))
+        .await;
+    assert!(!r.content.contains("host secret"), "{r:?}");
+    let r = t.call("read", json!({"path": "link/secret.txt"})).await;
+    assert!(!r.content.contains("host secret"), "{r:?}");
+    let r = t
+        .call("grep", json!({"pattern": "secret", "path": "/"}))
+        .await;
+    assert!(!r.content.contains("host secret"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_given_to_read_ends_at_once_instead_of_hanging() {
+    let t = TestTools::start("hostile_fifo").await;
+    let r = t.call("shell", json!({"command": "mkfifo pipe"})).await;
+    assert_eq!(r.exit_code, 0);
+    let started = Instant::now();
+    let r = t.call("read", json!({"path": "pipe"})).await;
+    assert_eq!(r.exit_code, 1, "{r:?}");
+    assert!(r.content.contains("not a regular file"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // And a read that blocks anyway (a shell reading the FIFO) ends at its deadline.
+    let r = t
+        .call("shell", json!({"command": "cat pipe", "timeout": 1}))
+        .await;
+    assert_eq!(r.exit_code, 124);
+    let r = t.call("grep", json!({"pattern": "x", "timeout": 1})).await;
+    assert!(matches!(r.exit_code, 0 | 1), "grep skips the FIFO: {r:?}");
+}
+
+// ---- escape checks -------------------------------------------------------------------------
+
+async fn sh(t: &TestTools, cmd: &str) -> ToolResult {
+    t.call("shell", json!({"command": cmd})).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inside_the_sandbox_there_is_no_way_out() {
+    let t = TestTools::start("hostile_escape").await;
+    let checks: &[(&str, &str, &str)] = &[
+        ("not root", "id -u", "1000"),
+        (
+            "no capabilities",
+            "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status | awk '{print $2}' | sort -u",
+            "0000000000000000",
+        ),
+        (
+            "no new privileges",
+            "grep NoNewPrivs /proc/self/status | awk '{print $2}'",
+            "1",
+        ),
+        (
+            "cannot mount",
+            "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m >/dev/null 2>&1 && echo mounted || echo refused",
+            "refused",
+        ),
+        (
+            "no user namespaces",
+            "unshare -Ur true >/dev/null 2>&1 && echo unshared || echo refused",
+            "refused",
+        ),
+        ("no network but lo", "ls /sys/class/net", "lo"),
+        (
+            "read-only root filesystem",
+            "touch /usr/x 2>&1 | grep -o 'Read-only file system'",
+            "Read-only file system",
+        ),
+        (
+            "no host processes",
+            "ps -eo comm= | grep -c -x -e dockerd -e containerd -e systemd -e init",
+            "0",
+        ),
+        (
+            "a handful of processes only",
+            "[ $(ps -e --no-headers | wc -l) -lt 10 ] && echo few",
+            "few",
+        ),
+        (
+            "no setuid way up",
+            "su -c true root </dev/null >/dev/null 2>&1 && echo root || echo refused",
+            "refused",
+        ),
+        (
+            "no raw sockets",
+            "python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)' 2>&1 | grep -c 'Operation not permitted'",
+            "1",
+        ),
+        (
+            "no outside address",
+            "python3 -c 'import socket; socket.create_connection((\"10.0.0.1\", 80), 1)' 2>&1 | grep -c 'Network is unreachable'",
+            "1",
+        ),
+    ];
+    for (what, cmd, want) in checks {
+        let r = sh(&t, cmd).await;
+        assert_eq!(
+            r.content,
+            format!("[stdout]\n{want}\n[exit {}]", r.exit_code),
+            "{what}: {r:?}"
+        );
+    }
+    // Only the user root, the init and what Docker always mounts: no host path leaks in.
+    let r = sh(
+        &t,
+        "cat /proc/mounts | awk '{print $2}' | grep -v -e '^/proc' -e '^/sys' -e '^/dev' | sort",
+    )
+    .await;
+    assert_eq!(
+        r.content,
+        "[stdout]\n/\n/etc/hostname\n/etc/hosts\n/etc/resolv.conf\n/run\n/tmp\n/usr/sbin/docker-init\n/workspace\n[exit 0]"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ptrace_cannot_reach_another_users_process() {
+    let t = TestTools::start("hostile_ptrace").await;
+    let sb = t.pool.ensure("u").await.expect("ensure");
+    // A root-owned process in the sandbox (run by the test as root, without capabilities).
+    let exec = sandbox_exec::ExecClient::new(t.pool.docker().clone());
+    let root_sleep = exec.run(
+        &sb.container_id,
+        sandbox_exec::ExecRequest::new(["sleep", "7"]).with_user("root"),
+    );
+    let attach = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let code = "import ctypes, subprocess\n\
+pid = int(subprocess.check_output(['pgrep', '-u', 'root', '-x', 'sleep']).split()[0])\n\
+libc = ctypes.CDLL(None, use_errno=True)\n\
+r = libc.ptrace(16, pid, 0, 0)\n\
+print('attached' if r == 0 else 'refused', ctypes.get_errno())";
+        t.call("run_python", json!({"code": code})).await
+    };
+    let (_, r) = tokio::join!(root_sleep, attach);
+    assert_eq!(r.content, "[stdout]\nrefused 1\n[exit 0]", "EPERM: {r:?}");
+}
+
+// ---- many calls through one executor shape -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executor_per_user_shares_one_pool() {
+    let t = TestTools::start("hostile_shared").await;
+    let other: DockerExecutor = t.tools.for_user("v", t.pool.user_root("v"));
+    let r = sandbox_tools::Executor::call_tool(
+        &other,
+        "shell",
+        json!({"command": "echo v > mine.txt; ls /workspace"}),
+        &sandbox_tools::CallContext::new("t"),
+    )
+    .await;
+    assert_eq!(r.content, "[stdout]\nmine.txt\n[exit 0]", "{r:?}");
+    let r = t
+        .call("shell", json!({"command": "ls /workspace | wc -l"}))
+        .await;
+    assert_eq!(
+        r.content, "[stdout]\n0\n[exit 0]",
+        "users do not see each other's files"
+    );
+    let _ = FakeHost::all();
+    let _ = ToolsConfig::default();
+}
