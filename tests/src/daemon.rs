@@ -71,11 +71,16 @@ impl SecondDaemon {
             {
                 return;
             }
-            assert!(
-                Instant::now() < until,
-                "the second dockerd did not answer in 60 s; see {}",
-                self.data.join("dockerd.log").display()
-            );
+            if Instant::now() >= until {
+                let log =
+                    std::fs::read_to_string(self.data.join("dockerd.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "the second dockerd did not answer in 60 s; its log ends:\n{}",
+                    tail.join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -124,8 +129,11 @@ impl SecondDaemon {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // A crashed daemon leaves its pid file, and refuses to start again while it is there.
+        // A crashed daemon leaves its pid file, and refuses to start again while it is there;
+        // its containerd died with it (parent-death signal) but left a pid file too, which the
+        // next daemon would trust if the pid were reused by then.
         let _ = std::fs::remove_file(self.run.join("docker.pid"));
+        let _ = std::fs::remove_file(self.run.join("exec/containerd/containerd.pid"));
     }
 
     /// Starts the daemon again after a crash and waits until it answers.
@@ -157,9 +165,55 @@ impl SecondDaemon {
 impl Drop for SecondDaemon {
     fn drop(&mut self) {
         self.stop();
-        // dockerd bind-mounts its data root onto itself.
-        let _ = rustix::mount::unmount(self.data.join("data"), rustix::mount::UnmountFlags::DETACH);
+        // Container shims of this daemon that outlived it (after a crash its containerd may be
+        // gone while they run on): end their containers, then them. Only processes naming our
+        // own unique folders are touched.
+        let ours = self.run.to_string_lossy().into_owned();
+        for shim in pids_with_arg_containing(&ours) {
+            for child in children_of(shim) {
+                signal(child, rustix::process::Signal::KILL);
+            }
+            signal(shim, rustix::process::Signal::KILL);
+        }
+        // dockerd bind-mounts its data root onto itself, and leaves netns mounts in its exec
+        // root; unmount everything under our folders, deepest first.
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|m| m.starts_with(&ours) || m.starts_with(&*self.data.to_string_lossy()))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
         let _ = std::fs::remove_dir_all(&self.run);
         let _ = std::fs::remove_dir_all(&self.data);
     }
+}
+
+fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+fn pids_with_arg_containing(needle: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }

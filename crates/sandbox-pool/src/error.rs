@@ -52,6 +52,15 @@ pub enum PoolError {
         /// The configured cap.
         max: usize,
     },
+    /// The daemon did not answer.
+    #[error("{op}: docker daemon unreachable")]
+    DaemonUnreachable {
+        /// What the pool was doing.
+        op: &'static str,
+        /// The transport error.
+        #[source]
+        source: DockerError,
+    },
     /// Listing containers failed.
     #[error("listing the pool's containers")]
     ListContainers(#[source] DockerError),

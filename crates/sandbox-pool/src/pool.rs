@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
+use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, HostConfig, ResourcesUlimits,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
-use sandbox_exec::docker::{is_conflict, is_not_found};
+use sandbox_exec::docker::{is_conflict, is_not_found, is_unreachable};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -291,11 +292,13 @@ impl SandboxPool {
                     image: config.image.clone(),
                 });
             }
-            Err(source) => {
-                return Err(PoolError::InspectImage {
-                    image: config.image.clone(),
-                    source,
-                });
+            Err(e) => {
+                return Err(unreachable_or("inspecting the image", e, |source| {
+                    PoolError::InspectImage {
+                        image: config.image.clone(),
+                        source,
+                    }
+                }));
             }
         };
         let label_uid = image
@@ -540,12 +543,14 @@ impl SandboxPool {
                 }
                 self.state().sandboxes.remove(user);
             }
-            Err(source) => {
-                return Err(PoolError::InspectContainer {
-                    user: user.to_owned(),
-                    container: name,
-                    source,
-                });
+            Err(e) => {
+                return Err(unreachable_or("inspecting the sandbox", e, |source| {
+                    PoolError::InspectContainer {
+                        user: user.to_owned(),
+                        container: name,
+                        source,
+                    }
+                }));
             }
         }
         self.create(user, &name, recreated).await
@@ -600,12 +605,14 @@ impl SandboxPool {
             Ok(c) => c,
             // Another pool process made it between our inspect and create: take theirs.
             Err(e) if is_conflict(&e) => return Box::pin(self.ensure_locked(user)).await,
-            Err(source) => {
-                return Err(PoolError::CreateContainer {
-                    user: user.to_owned(),
-                    name: name.to_owned(),
-                    source,
-                });
+            Err(e) => {
+                return Err(unreachable_or("creating the sandbox", e, |source| {
+                    PoolError::CreateContainer {
+                        user: user.to_owned(),
+                        name: name.to_owned(),
+                        source,
+                    }
+                }));
             }
         };
         if let Err(source) = self.inner.docker.start_container(&created.id, None).await {
@@ -756,11 +763,13 @@ impl SandboxPool {
         match self.inner.docker.remove_container(id, Some(options)).await {
             // Already gone, or already being removed: the outcome we wanted.
             Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
-            Err(source) => Err(PoolError::RemoveContainer {
-                user: user.to_owned(),
-                container: id.to_owned(),
-                source,
-            }),
+            Err(e) => Err(unreachable_or("removing a sandbox", e, |source| {
+                PoolError::RemoveContainer {
+                    user: user.to_owned(),
+                    container: id.to_owned(),
+                    source,
+                }
+            })),
             Ok(()) => {
                 debug!(user, container = %id, "removed a sandbox");
                 Ok(())
@@ -779,7 +788,13 @@ impl SandboxPool {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(PoolError::ListContainers)?;
+            .map_err(|e| {
+                unreachable_or(
+                    "listing the pool's containers",
+                    e,
+                    PoolError::ListContainers,
+                )
+            })?;
         for c in containers {
             let id = c.id.clone().unwrap_or_default();
             let labels = c.labels.clone().unwrap_or_default();
@@ -940,6 +955,20 @@ async fn reap_loop(pool: Weak<Inner>, stop: CancellationToken, every: Duration) 
         // The pool was dropped without `shutdown`: nothing left to reap for.
         let Some(inner) = pool.upgrade() else { return };
         SandboxPool { inner }.reap_idle().await;
+    }
+}
+
+/// A daemon error as [`PoolError::DaemonUnreachable`] when the daemon did not answer, else as
+/// `otherwise` makes it.
+fn unreachable_or(
+    op: &'static str,
+    e: DockerError,
+    otherwise: impl FnOnce(DockerError) -> PoolError,
+) -> PoolError {
+    if is_unreachable(&e) {
+        PoolError::DaemonUnreachable { op, source: e }
+    } else {
+        otherwise(e)
     }
 }
 
