@@ -1,0 +1,298 @@
+//! The bench's set-up: one Docker client, a pool of warm sandboxes with bench labels, the
+//! library's executor over it, the interleaving loop, and the sweep that removes every
+//! container of this run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, TopOptionsBuilder,
+};
+use sandbox_exec::{ExecClient, ExecRequest, Outcome};
+use sandbox_pool::{ExtraMount, PoolConfig, SandboxPool};
+use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolResult};
+use serde_json::Value;
+
+use crate::stats::{ORDER, Series, Who};
+
+/// The sandbox user of the image (`just image`'s default), as the seed's `--user`.
+pub const SANDBOX_USER: &str = sandbox_pool::image::DEFAULT_USER;
+/// Where the user root is mounted.
+pub const WORKSPACE: &str = sandbox_pool::config::WORKSPACE;
+/// Label on every container the bench makes.
+pub const BENCH_LABEL: &str = "zcbot.bench";
+/// Label naming this run (its pool prefix): the sweep removes exactly these.
+pub const RUN_LABEL: &str = "zcbot.bench.run";
+/// Users with a warm sandbox: `u0` serves the single-call workloads, all eight the
+/// concurrency ones.
+pub const WARM_USERS: usize = 8;
+
+/// How many rounds a workload runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Rounds {
+    /// Not recorded: they warm caches, connections and the page cache.
+    pub warmup: usize,
+    /// Recorded.
+    pub samples: usize,
+}
+
+/// A warm sandbox as the three contenders address it.
+#[derive(Debug, Clone)]
+pub struct Warm {
+    pub user: String,
+    /// What the library and the floor use.
+    pub id: String,
+    /// What the seed's CLI used (`<prefix>-<user>`).
+    pub name: String,
+    /// The user root on the host.
+    pub root: PathBuf,
+}
+
+/// Everything the workloads share.
+pub struct Bench {
+    pub docker: Docker,
+    pub pool: SandboxPool,
+    /// The library below the tool layer (what `DockerExecutor` uses inside).
+    pub exec: ExecClient,
+    /// The library at the tool layer, for user `u0`.
+    pub tools: DockerExecutor,
+    pub warm: Vec<Warm>,
+    pub quick: bool,
+    /// Run name: pool prefix and the value of [`RUN_LABEL`].
+    pub run: String,
+}
+
+impl std::fmt::Debug for Bench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bench")
+            .field("run", &self.run)
+            .field("quick", &self.quick)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The agent service's host executor, reduced to what the bench needs: it offers the
+/// sandbox tools (so `DockerExecutor` routes them to the container) and nothing else.
+#[derive(Debug)]
+struct SandboxToolsOnly;
+
+#[async_trait]
+impl Executor for SandboxToolsOnly {
+    fn has_tool(&self, name: &str) -> bool {
+        sandbox_tools::is_sandbox_tool(name)
+    }
+
+    fn schemas(&self) -> Vec<Value> {
+        Vec::new()
+    }
+
+    async fn call_tool(&self, name: &str, _args: Value, _ctx: &CallContext) -> ToolResult {
+        ToolResult::new(format!("[Error] unknown tool: {name}"), 2)
+    }
+}
+
+/// The labels of every container of run `run`.
+pub fn labels(run: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (BENCH_LABEL.to_owned(), "1".to_owned()),
+        (RUN_LABEL.to_owned(), run.to_owned()),
+    ])
+}
+
+impl Bench {
+    /// Starts the pool (network `none`, the pool's defaults otherwise) and makes the warm
+    /// sandboxes.
+    pub async fn setup(
+        docker: Docker,
+        image: &str,
+        seed_dir: &Path,
+        users_dir: &Path,
+        run: &str,
+        quick: bool,
+    ) -> Result<Self> {
+        let config = PoolConfig {
+            image: image.to_owned(),
+            name_prefix: run.to_owned(),
+            labels: labels(run),
+            extra_mounts: vec![ExtraMount {
+                source: seed_dir.to_owned(),
+                target: crate::seed::RUNNER_MOUNT.to_owned(),
+            }],
+            // The full run is longer than the default 5 minutes: the reaper must not remove a
+            // warm sandbox between two workloads (the next call would pay a cold start).
+            idle_timeout: Duration::from_secs(6 * 3600),
+            ..PoolConfig::default()
+        };
+        let pool = SandboxPool::start_with_roots(docker.clone(), config, users_dir.to_owned())
+            .await
+            .context("starting the pool")?;
+        let tools = DockerExecutor::new(
+            Arc::new(SandboxToolsOnly),
+            pool.clone(),
+            "u0",
+            pool.user_root("u0"),
+        );
+        let mut warm = Vec::new();
+        for i in 0..WARM_USERS {
+            let user = format!("u{i}");
+            let sandbox = pool
+                .ensure(&user)
+                .await
+                .with_context(|| format!("making the warm sandbox of {user}"))?;
+            warm.push(Warm {
+                user,
+                id: sandbox.container_id,
+                name: sandbox.name,
+                root: sandbox.user_root,
+            });
+        }
+        Ok(Self {
+            exec: ExecClient::new(docker.clone()),
+            docker,
+            pool,
+            tools,
+            warm,
+            quick,
+            run: run.to_owned(),
+        })
+    }
+
+    /// `u0`'s sandbox.
+    pub fn main(&self) -> &Warm {
+        &self.warm[0]
+    }
+
+    /// `full` rounds, or `quick` with `BENCH_QUICK=1`.
+    pub fn rounds(&self, warmup: usize, full: usize, quick: usize) -> Rounds {
+        Rounds {
+            warmup,
+            samples: if self.quick { quick } else { full },
+        }
+    }
+
+    /// The library below the tool layer: lease the user's sandbox from the pool, run `req` as
+    /// the sandbox user in `/workspace`, give the lease back.
+    pub async fn library_run(&self, user: &str, req: ExecRequest) -> Result<Outcome> {
+        let lease = self.pool.acquire(user).await?;
+        let req = req
+            .with_user(lease.exec_user.clone())
+            .with_working_dir(WORKSPACE);
+        Ok(self.exec.run(&lease.container_id, req).await?)
+    }
+
+    /// The library at the tool layer, as the agent service calls it.
+    pub async fn call_tool(&self, tool: &str, args: Value) -> ToolResult {
+        self.tools
+            .call_tool(tool, args, &CallContext::new("bench"))
+            .await
+    }
+
+    /// Processes in `container` whose command line matches `pred` (`docker top`).
+    pub async fn processes(
+        &self,
+        container: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        let top = self
+            .docker
+            .top_processes(
+                container,
+                Some(TopOptionsBuilder::new().ps_args("-o pid,args").build()),
+            )
+            .await
+            .context("docker top")?;
+        Ok(top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| row.get(1).cloned())
+            .filter(|args| pred(args))
+            .collect())
+    }
+}
+
+/// Runs `one` for every contender, round after round (library, seed, floor, library, ...),
+/// recording all but the warm-up rounds. Progress goes to stderr.
+pub async fn interleave(
+    name: &str,
+    rounds: Rounds,
+    mut one: impl AsyncFnMut(Who, bool) -> Result<f64>,
+) -> Result<Series> {
+    let mut series = Series::default();
+    let total = rounds.warmup + rounds.samples;
+    let started = Instant::now();
+    for round in 0..total {
+        let recorded = round >= rounds.warmup;
+        for who in ORDER {
+            let value = one(who, recorded)
+                .await
+                .with_context(|| format!("{name}: {} in round {}", who.name(), round + 1))?;
+            if recorded {
+                series.push(who, value);
+            }
+        }
+        progress(name, round + 1, total, started);
+    }
+    Ok(series)
+}
+
+/// One progress line on stderr.
+/// On a terminal the line is rewritten every round; in a log only the last round is written.
+pub fn progress(name: &str, round: usize, total: usize, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    if std::io::stderr().is_terminal() {
+        eprint!("\r  {name}: round {round}/{total} ({secs:.0} s)   ");
+        if round == total {
+            eprintln!();
+        }
+    } else if round == total {
+        eprintln!("  {name}: {total} rounds in {secs:.0} s");
+    }
+}
+
+/// Milliseconds since `t`.
+pub fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Force-removes every container of run `run` (by its label, never by name), whatever
+/// state it is in. Returns how many were removed.
+pub async fn sweep(docker: &Docker, run: &str) -> Result<usize> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{BENCH_LABEL}=1"), format!("{RUN_LABEL}={run}")],
+    )]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .context("listing the bench's containers")?;
+    let mut removed = 0;
+    let mut failed = Vec::new();
+    for c in containers {
+        let id = c.id.unwrap_or_default();
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&id, Some(options)).await {
+            Ok(()) => removed += 1,
+            // Already gone or being removed (the pool's own shutdown may race us).
+            Err(e) if matches!(sandbox_exec::docker::status_code(&e), Some(404 | 409)) => {}
+            Err(e) => failed.push(format!("{id}: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("could not remove: {}", failed.join("; "));
+    }
+    Ok(removed)
+}
