@@ -46,4 +46,4 @@ demo: image
 
 # Speed side by side with the seed's way and the raw Engine API (BENCH_QUICK=1 for a short run).
 bench: image
-    @echo "bench: not written yet (issue #7)"
+    SANDBOX_IMAGE="$(cat {{tag_file}})" cargo run --locked --release -q -p sandbox-bench --
