@@ -77,15 +77,9 @@ impl FileConfig {
         Ok(config)
     }
 
-    /// The folder of the users' roots: as configured, else the library's default
-    /// (`/var/lib/<pool>/users`, what `SandboxPool::start` uses), so that what we compute
-    /// from it (config hashes, `show`) matches the pool's own view.
+    /// The folder of the users' roots, as the pool computes it.
     pub fn users_root(&self) -> PathBuf {
-        self.pool.users_root.clone().unwrap_or_else(|| {
-            PathBuf::from("/var/lib")
-                .join(&self.pool.name_prefix)
-                .join("users")
-        })
+        self.pool.users_root()
     }
 }
 

@@ -130,6 +130,18 @@ impl Default for PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// The folder holding one root per user: `users_root`, or by default
+    /// `/var/lib/<name_prefix>/users`.
+    pub fn users_root(&self) -> PathBuf {
+        self.users_root.clone().unwrap_or_else(|| {
+            PathBuf::from("/var/lib")
+                .join(&self.name_prefix)
+                .join("users")
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 pub mod config;
 mod error;
 pub mod image;
+mod judge;
 pub mod labels;
 mod locks;
 mod pool;
@@ -24,6 +25,7 @@ pub use bollard;
 pub use bytesize;
 pub use config::{ExtraMount, PoolConfig};
 pub use error::PoolError;
+pub use judge::{Judge, Verdict, list_containers, remove_container};
 pub use pool::{
     Lease, Recreated, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots, validate_user,
 };

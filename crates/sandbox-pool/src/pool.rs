@@ -7,20 +7,17 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
-use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, HostConfig, ResourcesUlimits,
 };
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-};
-use sandbox_exec::docker::{is_conflict, is_not_found, is_unreachable};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
+use sandbox_exec::docker::{is_conflict, is_not_found};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::PoolError;
 use crate::config::{PoolConfig, WORKSPACE};
-use crate::image::UID_LABEL;
+use crate::judge::{self, Judge, Verdict, unreachable_or};
 use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
 use crate::locks::LockMap;
 
@@ -164,10 +161,7 @@ mod optional_unix_secs {
 
 struct Inner {
     docker: Docker,
-    config: PoolConfig,
-    roots: Box<dyn UserRoots>,
-    image_id: String,
-    uid: u32,
+    judge: Judge,
     session: String,
     state: Mutex<State>,
     locks: LockMap<String>,
@@ -184,8 +178,8 @@ pub struct SandboxPool {
 impl std::fmt::Debug for SandboxPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxPool")
-            .field("pool", &self.inner.config.name_prefix)
-            .field("image_id", &self.inner.image_id)
+            .field("pool", &self.config().name_prefix)
+            .field("image_id", &self.image_id())
             .field("sandboxes", &self.len())
             .finish()
     }
@@ -285,37 +279,6 @@ impl SandboxPool {
         config: PoolConfig,
         roots: impl UserRoots + 'static,
     ) -> Result<Self, PoolError> {
-        let image = match docker.inspect_image(&config.image).await {
-            Ok(image) => image,
-            Err(e) if is_not_found(&e) => {
-                return Err(PoolError::ImageMissing {
-                    image: config.image.clone(),
-                });
-            }
-            Err(e) => {
-                return Err(unreachable_or("inspecting the image", e, |source| {
-                    PoolError::InspectImage {
-                        image: config.image.clone(),
-                        source,
-                    }
-                }));
-            }
-        };
-        let label_uid = image
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(UID_LABEL))
-            .and_then(|v| v.parse().ok());
-        let uid = config
-            .sandbox_uid
-            .or(label_uid)
-            .ok_or_else(|| PoolError::SandboxUidUnknown {
-                image: config.image.clone(),
-            })?;
-        if uid == 0 {
-            return Err(PoolError::RootSandboxUser);
-        }
         for m in &config.extra_mounts {
             if !m.source.exists() {
                 return Err(PoolError::MountSourceMissing {
@@ -323,14 +286,12 @@ impl SandboxPool {
                 });
             }
         }
+        let judge = Judge::new(&docker, config, Arc::new(roots)).await?;
         let pool = Self {
             inner: Arc::new(Inner {
                 docker,
-                image_id: image.id.unwrap_or_default(),
-                uid,
+                judge,
                 session: uuid::Uuid::new_v4().simple().to_string(),
-                roots: Box::new(roots),
-                config,
                 state: Mutex::default(),
                 locks: LockMap::default(),
                 stop: CancellationToken::new(),
@@ -341,7 +302,7 @@ impl SandboxPool {
         let reaper = tokio::spawn(reap_loop(
             Arc::downgrade(&pool.inner),
             pool.inner.stop.clone(),
-            pool.inner.config.reap_interval,
+            pool.config().reap_interval,
         ));
         *pool.inner.reaper.lock().unwrap_or_else(|e| e.into_inner()) = Some(reaper);
         Ok(pool)
@@ -359,22 +320,27 @@ impl SandboxPool {
 
     /// The configuration.
     pub fn config(&self) -> &PoolConfig {
-        &self.inner.config
+        self.inner.judge.config()
+    }
+
+    /// The configuration resolved against the daemon (image id, sandbox uid, hashes).
+    pub fn judge(&self) -> &Judge {
+        &self.inner.judge
     }
 
     /// The image id sandboxes are made from.
     pub fn image_id(&self) -> &str {
-        &self.inner.image_id
+        self.inner.judge.image_id()
     }
 
     /// The sandbox uid that owns user roots.
     pub fn sandbox_uid(&self) -> u32 {
-        self.inner.uid
+        self.inner.judge.uid()
     }
 
     /// The host folder of `user`'s root (from the pool's mapping; it may not exist yet).
     pub fn user_root(&self, user: &str) -> PathBuf {
-        self.inner.roots.root(user)
+        self.inner.judge.user_root(user)
     }
 
     /// Sandboxes held now.
@@ -393,7 +359,7 @@ impl SandboxPool {
     }
 
     fn name_of(&self, user: &str) -> String {
-        format!("{}-{user}", self.inner.config.name_prefix)
+        self.inner.judge.container_name(user)
     }
 
     fn handle(&self, user: &str, entry: &Entry, recreated: Option<Recreated>) -> Sandbox {
@@ -401,8 +367,8 @@ impl SandboxPool {
             user: user.to_owned(),
             container_id: entry.container_id.clone(),
             name: entry.name.clone(),
-            user_root: self.inner.roots.root(user),
-            exec_user: self.inner.config.sandbox_user.clone(),
+            user_root: self.user_root(user),
+            exec_user: self.config().sandbox_user.clone(),
             recreated,
         }
     }
@@ -417,7 +383,7 @@ impl SandboxPool {
 
     /// The warm path: a sandbox seen healthy within `health_ttl`, from memory, no daemon.
     fn try_warm(&self, user: &str) -> Option<Lease> {
-        let ttl = self.inner.config.health_ttl;
+        let ttl = self.config().health_ttl;
         let mut state = self.state();
         let entry = state.sandboxes.get_mut(user)?;
         if entry.seen_healthy.is_none_or(|t| t.elapsed() >= ttl) {
@@ -431,7 +397,7 @@ impl SandboxPool {
     }
 
     /// The user's sandbox, made or repaired if needed, leased for one call.
-    #[tracing::instrument(skip(self), fields(pool = %self.inner.config.name_prefix))]
+    #[tracing::instrument(skip(self), fields(pool = %self.config().name_prefix))]
     pub async fn acquire(&self, user: &str) -> Result<Lease, PoolError> {
         validate_user(user)?;
         if let Some(lease) = self.try_warm(user) {
@@ -488,16 +454,6 @@ impl SandboxPool {
         }
     }
 
-    fn expected_hash(&self, user: &str) -> String {
-        let root = self.inner.roots.root(user);
-        labels::config_hash(
-            &self.inner.config,
-            &self.inner.image_id,
-            self.inner.uid,
-            &root.to_string_lossy(),
-        )
-    }
-
     /// The slow path, under the user's lock: ask the daemon, adopt, repair or create.
     async fn ensure_locked(&self, user: &str) -> Result<Lease, PoolError> {
         let name = self.name_of(user);
@@ -511,7 +467,7 @@ impl SandboxPool {
         });
         let known = known.is_some();
         match self.inner.docker.inspect_container(&name, None).await {
-            Ok(info) => match self.judge(user, &info)? {
+            Ok(info) => match self.inspect_verdict(user, &info)? {
                 None => {
                     let entry = Entry {
                         container_id: info.id.clone().unwrap_or_default(),
@@ -557,13 +513,13 @@ impl SandboxPool {
     }
 
     /// `None`: adopt this running container as it is. `Some(reason)`: replace it.
-    fn judge(
+    fn inspect_verdict(
         &self,
         user: &str,
         info: &ContainerInspectResponse,
     ) -> Result<Option<Recreated>, PoolError> {
         let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
-        if !labels::is_ours(labels, &self.inner.config.name_prefix) {
+        if !labels::is_ours(labels, &self.config().name_prefix) {
             return Err(PoolError::NameTaken {
                 user: user.to_owned(),
                 name: self.name_of(user),
@@ -579,7 +535,7 @@ impl SandboxPool {
             }));
         }
         let hash = labels.and_then(|l| l.get(CONFIG_HASH));
-        if hash != Some(&self.expected_hash(user)) {
+        if hash != Some(&self.inner.judge.expected_hash(user)) {
             return Ok(Some(Recreated::ConfigChanged));
         }
         Ok(None)
@@ -592,8 +548,8 @@ impl SandboxPool {
         recreated: Option<Recreated>,
     ) -> Result<Lease, PoolError> {
         let _slot = self.reserve(user).await?;
-        let root = self.inner.roots.root(user);
-        prepare_root(user, &root, self.inner.uid)?;
+        let root = self.user_root(user);
+        prepare_root(user, &root, self.sandbox_uid())?;
         let body = self.container_body(user, &root);
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         let created = match self
@@ -642,7 +598,7 @@ impl SandboxPool {
     /// Takes a slot under `max_sandboxes`, evicting the least recently active idle sandbox
     /// of another user when full.
     async fn reserve(&self, user: &str) -> Result<Reservation<'_>, PoolError> {
-        let max = self.inner.config.max_sandboxes;
+        let max = self.config().max_sandboxes;
         let mut tried = HashSet::new();
         loop {
             let victim = {
@@ -693,7 +649,7 @@ impl SandboxPool {
     /// Removes idle sandboxes now (the reaper does this every `reap_interval`). Never one with
     /// a call in flight. Returns the users whose sandbox was removed.
     pub async fn reap_idle(&self) -> Vec<String> {
-        let idle = self.inner.config.idle_timeout;
+        let idle = self.config().idle_timeout;
         let candidates: Vec<String> = self
             .state()
             .sandboxes
@@ -730,7 +686,7 @@ impl SandboxPool {
                 Ok(info)
                     if labels::is_ours(
                         info.config.as_ref().and_then(|c| c.labels.as_ref()),
-                        &self.inner.config.name_prefix,
+                        &self.config().name_prefix,
                     ) =>
                 {
                     info.id.unwrap_or_default()
@@ -756,13 +712,7 @@ impl SandboxPool {
     }
 
     async fn remove_container(&self, user: &str, id: &str) -> Result<(), PoolError> {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match self.inner.docker.remove_container(id, Some(options)).await {
-            // Already gone, or already being removed: the outcome we wanted.
-            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+        match judge::remove_container(&self.inner.docker, id).await {
             Err(e) => Err(unreachable_or("removing a sandbox", e, |source| {
                 PoolError::RemoveContainer {
                     user: user.to_owned(),
@@ -779,51 +729,38 @@ impl SandboxPool {
 
     /// Adopts this pool's running, current containers and removes its other ones.
     async fn reconcile(&self) -> Result<(), PoolError> {
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&labels::pool_filter(&self.inner.config.name_prefix))
-            .build();
-        let containers = self
-            .inner
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| {
-                unreachable_or(
-                    "listing the pool's containers",
-                    e,
-                    PoolError::ListContainers,
-                )
-            })?;
+        let containers =
+            judge::list_containers(&self.inner.docker, &self.config().name_prefix).await?;
         for c in containers {
             let id = c.id.clone().unwrap_or_default();
-            let labels = c.labels.clone().unwrap_or_default();
-            let user = labels.get(USER).cloned().unwrap_or_default();
-            let name_ok = c.names.as_ref().is_some_and(|n| {
-                n.iter()
-                    .any(|n| n.trim_start_matches('/') == self.name_of(&user))
-            });
-            let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-            let current = labels.get(CONFIG_HASH) == Some(&self.expected_hash(&user));
-            if validate_user(&user).is_ok() && name_ok && running && current {
-                let entry = Entry {
-                    container_id: id.clone(),
-                    name: self.name_of(&user),
-                    created: c
-                        .created
-                        .and_then(|s| u64::try_from(s).ok())
-                        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-                    last_active: Instant::now(),
-                    in_flight: 0,
-                    seen_healthy: Some(Instant::now()),
-                    recycled: false,
-                };
-                self.state().sandboxes.insert(user.clone(), entry);
-                info!(user, container = %id, "adopted a sandbox at start-up");
-            } else {
-                info!(user, container = %id, running, current, "removing a leftover sandbox");
-                if let Err(e) = self.remove_container(&user, &id).await {
-                    warn!(container = %id, error = %e, "failed to remove a leftover sandbox");
+            let user = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(USER))
+                .cloned()
+                .unwrap_or_default();
+            match self.inner.judge.verdict(&c) {
+                Verdict::Current => {
+                    let entry = Entry {
+                        container_id: id.clone(),
+                        name: self.name_of(&user),
+                        created: c
+                            .created
+                            .and_then(|s| u64::try_from(s).ok())
+                            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+                        last_active: Instant::now(),
+                        in_flight: 0,
+                        seen_healthy: Some(Instant::now()),
+                        recycled: false,
+                    };
+                    self.state().sandboxes.insert(user.clone(), entry);
+                    info!(user, container = %id, "adopted a sandbox at start-up");
+                }
+                verdict => {
+                    info!(user, container = %id, ?verdict, "removing a leftover sandbox");
+                    if let Err(e) = self.remove_container(&user, &id).await {
+                        warn!(container = %id, error = %e, "failed to remove a leftover sandbox");
+                    }
                 }
             }
         }
@@ -831,7 +768,7 @@ impl SandboxPool {
     }
 
     fn container_body(&self, user: &str, root: &Path) -> ContainerCreateBody {
-        let c = &self.inner.config;
+        let c = self.config();
         let mut binds = vec![format!("{}:{WORKSPACE}:rw", root.display())];
         binds.extend(
             c.extra_mounts
@@ -843,7 +780,7 @@ impl SandboxPool {
             (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
             (POOL.to_owned(), c.name_prefix.clone()),
             (USER.to_owned(), user.to_owned()),
-            (CONFIG_HASH.to_owned(), self.expected_hash(user)),
+            (CONFIG_HASH.to_owned(), self.inner.judge.expected_hash(user)),
             (SESSION.to_owned(), self.inner.session.clone()),
         ]);
         let memory = i64::try_from(c.memory.as_u64()).unwrap_or(i64::MAX);
@@ -955,20 +892,6 @@ async fn reap_loop(pool: Weak<Inner>, stop: CancellationToken, every: Duration) 
         // The pool was dropped without `shutdown`: nothing left to reap for.
         let Some(inner) = pool.upgrade() else { return };
         SandboxPool { inner }.reap_idle().await;
-    }
-}
-
-/// A daemon error as [`PoolError::DaemonUnreachable`] when the daemon did not answer, else as
-/// `otherwise` makes it.
-fn unreachable_or(
-    op: &'static str,
-    e: DockerError,
-    otherwise: impl FnOnce(DockerError) -> PoolError,
-) -> PoolError {
-    if is_unreachable(&e) {
-        PoolError::DaemonUnreachable { op, source: e }
-    } else {
-        otherwise(e)
     }
 }
 

@@ -283,10 +283,11 @@ async fn clean_up(docker: &Docker, pool: &SandboxPool) -> Result<()> {
     let style = Style::detect();
     let first = pool.shutdown(ShutdownPolicy::Remove).await;
     let mut failed = first.err().map(anyhow::Error::from);
-    for c in daemon::list_pool(docker, POOL).await? {
-        if let Err(e) = daemon::remove_container(docker, c.id.as_deref().unwrap_or_default()).await
+    for c in sandbox_pool::list_containers(docker, POOL).await? {
+        if let Err(e) =
+            sandbox_pool::remove_container(docker, c.id.as_deref().unwrap_or_default()).await
         {
-            failed.get_or_insert(e);
+            failed.get_or_insert(e.into());
         }
     }
     match failed {

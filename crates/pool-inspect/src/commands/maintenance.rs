@@ -5,9 +5,10 @@ use sandbox_pool::bollard::Docker;
 use sandbox_pool::{ShutdownPolicy, daemon_view, validate_user};
 
 use crate::config::FileConfig;
-use crate::daemon::{self, Judge, Verdict};
+use crate::daemon;
 use crate::failure::{EXIT_OK, usage};
 use crate::table::{human_duration, since};
+use sandbox_pool::Verdict;
 
 /// `reap`: what the service's reaper would remove now, judged from the daemon: running
 /// sandboxes with no call in flight whose last call (or start) is older than the idle
@@ -25,7 +26,7 @@ pub async fn reap(docker: &Docker, config: &FileConfig) -> Result<u8> {
         let Some(idle) = since(s.last_active).filter(|idle| *idle >= idle_timeout) else {
             continue;
         };
-        daemon::remove_container(docker, &s.container_id).await?;
+        sandbox_pool::remove_container(docker, &s.container_id).await?;
         println!(
             "removed {} (user {}, idle for {})",
             s.name,
@@ -47,10 +48,10 @@ pub async fn reap(docker: &Docker, config: &FileConfig) -> Result<u8> {
 /// made for another configuration or image, or misnamed), removed or, with `dry_run`, listed.
 pub async fn gc(docker: &Docker, config: &FileConfig, dry_run: bool) -> Result<u8> {
     let pool = &config.pool.name_prefix;
-    let judge = Judge::new(docker, config).await?;
+    let judge = daemon::judge(docker, config).await?;
     let mut found = 0;
-    for c in daemon::list_pool(docker, pool).await? {
-        let why = match judge.judge(&c) {
+    for c in sandbox_pool::list_containers(docker, pool).await? {
+        let why = match judge.verdict(&c) {
             Verdict::Current => continue,
             Verdict::NotRunning { state } => format!("not running ({state})"),
             Verdict::Orphaned { why } => format!("orphaned: {why}"),
@@ -59,7 +60,7 @@ pub async fn gc(docker: &Docker, config: &FileConfig, dry_run: bool) -> Result<u
         if dry_run {
             println!("would remove {name} (user {user}): {why}");
         } else {
-            daemon::remove_container(docker, c.id.as_deref().unwrap_or(&name)).await?;
+            sandbox_pool::remove_container(docker, c.id.as_deref().unwrap_or(&name)).await?;
             println!("removed {name} (user {user}): {why}");
         }
         found += 1;
@@ -77,7 +78,7 @@ pub async fn rm(docker: &Docker, config: &FileConfig, user: &str) -> Result<u8> 
     validate_user(user).map_err(|e| usage(e.to_string()))?;
     let pool_name = &config.pool.name_prefix;
     let name = daemon::container_name(config, user);
-    let had = daemon::list_pool(docker, pool_name)
+    let had = sandbox_pool::list_containers(docker, pool_name)
         .await?
         .iter()
         .any(|c| daemon::user_of(c) == user);

@@ -13,7 +13,7 @@ use sandbox_pool::{Usage, usage, validate_user};
 use serde::Serialize;
 
 use crate::config::FileConfig;
-use crate::daemon::{Judge, container_name};
+use crate::daemon::{self, container_name};
 use crate::failure::{EXIT_OK, usage as usage_error};
 use crate::table::{Table, human_bytes, or_dash};
 
@@ -113,7 +113,7 @@ pub async fn show(docker: &Docker, config: &FileConfig, user: &str, json: bool) 
         bail!("container {name} exists but was not made by pool {pool}; not touching it");
     }
     // The image may be gone (rebuilt and pruned): the rest of the answer still stands.
-    let current = match Judge::new(docker, config).await {
+    let current = match daemon::judge(docker, config).await {
         Ok(judge) => Some(judge.is_current(user, labels)),
         Err(_) => None,
     };
