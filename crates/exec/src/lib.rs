@@ -1,14 +1,17 @@
 //! Run one command in one container and get a typed [`Outcome`].
 //!
-//! Owns: the exec (create, attached start, stdin written then half-closed, stdout and stderr
-//! demultiplexed), output caps and the live [`OutputSink`], the deadline and cancellation in
-//! one `select!`, the server-side kill of the call's whole process tree through a second exec,
-//! and reading the runner's trailer for the true exit status. Also the daemon connection
-//! helpers ([`docker`]) that the other crates share.
+//! Owns: the exec (create, attached start, stdout and stderr demultiplexed), the runner's
+//! control channel on stdin (the command's stdin as frames, then the kill order), output caps
+//! and the live [`OutputSink`], the deadline and cancellation in one `select!`, the
+//! server-side kill of the call's whole process tree (in place by the supervisor, or through a
+//! second exec when the supervisor does not answer), and reading the runner's trailer for the
+//! true exit status. Also the daemon connection helpers ([`docker`]) that the other crates
+//! share.
 //!
 //! Must not: create, remove or track containers (that is `sandbox-pool`), or format results
 //! for a model (that is `sandbox-tools`). It never relies on dropping a stream to stop a
-//! process: Docker keeps exec'd processes running when the client goes away.
+//! process: Docker keeps exec'd processes running when the client goes away (the supervisor
+//! does kill the call when its control channel closes, but only as a safety net).
 //!
 //! Every command runs under the in-container runner (`sandbox-runner run`), which supervises
 //! it; see `sandbox-protocol` for the messages.
