@@ -103,46 +103,63 @@ async fn warm_true(b: &Bench) -> Result<Row> {
 /// (`SBX_EXEC_ID`).
 async fn shell_echo_env(b: &Bench) -> Result<Row> {
     let w = b.main();
-    let series = interleave("shell_echo_env", b.rounds(2, 40, 8), async |who, _| {
-        let t = Instant::now();
-        match who {
-            Who::Library => {
-                let r = b.call_tool("shell", json!({"command": "echo hi"})).await;
-                let ms = ms_since(t);
-                ensure!(
-                    r.exit_code == 0 && r.content.contains("hi"),
-                    "library shell: {r:?}"
-                );
-                Ok(ms)
+    let mut seed_lost = 0;
+    let series = interleave(
+        "shell_echo_env",
+        b.rounds(2, 40, 8),
+        async |who, recorded| {
+            let t = Instant::now();
+            match who {
+                Who::Library => {
+                    let r = b.call_tool("shell", json!({"command": "echo hi"})).await;
+                    let ms = ms_since(t);
+                    ensure!(
+                        r.exit_code == 0 && r.content.contains("hi"),
+                        "library shell: {r:?}"
+                    );
+                    Ok(ms)
+                }
+                Who::Seed => {
+                    let out = seed::run_ok(
+                        seed::shell(&w.name, &[("ZCBOT_BENCH", "1")], "echo hi"),
+                        None,
+                    )
+                    .await?;
+                    let ms = ms_since(t);
+                    // The seed's flaw, counted rather than fatal: `setsid` forks and the exec
+                    // ends with its parent, so output can be cut off.
+                    if recorded && out.stdout != b"hi\n" {
+                        seed_lost += 1;
+                    }
+                    Ok(ms)
+                }
+                Who::Floor => {
+                    let raw = floor::exec_ok(
+                        &b.docker,
+                        &w.id,
+                        &["bash", "-c", "echo hi"],
+                        &["ZCBOT_BENCH=1"],
+                        None,
+                        true,
+                    )
+                    .await?;
+                    let ms = ms_since(t);
+                    ensure!(raw.stdout == b"hi\n", "floor printed {:?}", raw.stdout);
+                    Ok(ms)
+                }
             }
-            Who::Seed => {
-                let out = seed::run_ok(
-                    seed::shell(&w.name, &[("ZCBOT_BENCH", "1")], "echo hi"),
-                    None,
-                )
-                .await?;
-                let ms = ms_since(t);
-                ensure!(out.stdout == b"hi\n", "seed shell printed {:?}", out.stdout);
-                Ok(ms)
-            }
-            Who::Floor => {
-                let raw = floor::exec_ok(
-                    &b.docker,
-                    &w.id,
-                    &["bash", "-c", "echo hi"],
-                    &["ZCBOT_BENCH=1"],
-                    None,
-                    true,
-                )
-                .await?;
-                let ms = ms_since(t);
-                ensure!(raw.stdout == b"hi\n", "floor printed {:?}", raw.stdout);
-                Ok(ms)
-            }
-        }
-    })
+        },
+    )
     .await?;
-    Ok(Row::new("shell_echo_env", &series)
+    let mut row = Row::new("shell_echo_env", &series);
+    if seed_lost > 0 {
+        row = row.note(format!(
+            "seed lost its output in {seed_lost}/{} samples (setsid)",
+            series.seed.len()
+        ));
+    }
+    Ok(row
+        .detail("seed_lost_output", seed_lost)
         .detail("library", "DockerExecutor::call_tool(\"shell\", {command: \"echo hi\"})")
         .detail(
             "seed",
@@ -354,6 +371,7 @@ const FIRST_BYTE_CMD: &str = "echo first; sleep 1; echo second";
 async fn first_byte(b: &Bench) -> Result<Row> {
     let w = b.main();
     let mut library_total = Vec::new();
+    let mut seed_lost = 0;
     let series = interleave("first_byte", b.rounds(1, 20, 4), async |who, recorded| {
         let t = Instant::now();
         match who {
@@ -383,11 +401,9 @@ async fn first_byte(b: &Bench) -> Result<Row> {
                 // Popen + communicate: the seed saw output only when the CLI exited.
                 let out = seed::run_ok(seed::shell(&w.name, &[], FIRST_BYTE_CMD), None).await?;
                 let ms = ms_since(t);
-                ensure!(
-                    out.stdout == b"first\nsecond\n",
-                    "seed printed {:?}",
-                    out.stdout
-                );
+                if recorded && out.stdout != b"first\nsecond\n" {
+                    seed_lost += 1;
+                }
                 Ok(ms)
             }
             Who::Floor => {
@@ -403,11 +419,18 @@ async fn first_byte(b: &Bench) -> Result<Row> {
         }
     })
     .await?;
-    Ok(Row::new("first_byte", &series)
-        .note(format!(
-            "`{FIRST_BYTE_CMD}`; library call ends after {:.0} ms",
-            median(&library_total)
-        ))
+    let mut row = Row::new("first_byte", &series).note(format!(
+        "`{FIRST_BYTE_CMD}`; library call ends after {:.0} ms",
+        median(&library_total)
+    ));
+    if seed_lost > 0 {
+        row = row.note(format!(
+            "seed lost output in {seed_lost}/{} samples (setsid)",
+            series.seed.len()
+        ));
+    }
+    Ok(row
+        .detail("seed_lost_output", seed_lost)
         .detail(
             "library",
             "ExecClient::run with ExecRequest::with_sink: first stdout chunk",
@@ -428,7 +451,11 @@ async fn output_200mb(b: &Bench) -> Result<Row> {
     let count = OUTPUT_BYTES.to_string();
     let argv = ["head", "-c", count.as_str(), "/dev/zero"];
     let shell_cmd = argv.join(" ");
-    let series = interleave("output_200mb", b.rounds(1, 10, 3), async |who, _| {
+    // MB/s per sample: the seed's way may deliver fewer bytes than were written.
+    let mut rate = Series::default();
+    let mut seed_short = Vec::new();
+    let mb_s = |bytes: u64, ms: f64| bytes as f64 / 1e6 / (ms / 1000.0);
+    let series = interleave("output_200mb", b.rounds(1, 10, 3), async |who, recorded| {
         let t = Instant::now();
         match who {
             Who::Library => {
@@ -441,16 +468,23 @@ async fn output_200mb(b: &Bench) -> Result<Row> {
                     out.termination,
                     out.stdout.total()
                 );
+                if recorded {
+                    rate.push(who, mb_s(OUTPUT_BYTES, ms));
+                }
                 Ok(ms)
             }
             Who::Seed => {
                 let out = seed::run_ok(seed::shell(&w.name, &[], &shell_cmd), None).await?;
                 let ms = ms_since(t);
-                ensure!(
-                    out.stdout.len() as u64 == OUTPUT_BYTES,
-                    "seed got {} bytes",
-                    out.stdout.len()
-                );
+                let got = out.stdout.len() as u64;
+                // `setsid` forks and the exec ends when its parent exits: the stream can be
+                // cut before all output is through. The seed's flaw; counted, not fatal.
+                if recorded {
+                    if got != OUTPUT_BYTES {
+                        seed_short.push(got);
+                    }
+                    rate.push(who, mb_s(got, ms));
+                }
                 Ok(ms)
             }
             Who::Floor => {
@@ -461,6 +495,9 @@ async fn output_200mb(b: &Bench) -> Result<Row> {
                     "floor got {} bytes",
                     raw.stdout_bytes
                 );
+                if recorded {
+                    rate.push(who, mb_s(OUTPUT_BYTES, ms));
+                }
                 Ok(ms)
             }
         }
@@ -475,21 +512,36 @@ async fn output_200mb(b: &Bench) -> Result<Row> {
     }
     let peak = probes.iter().map(|p| p.peak_kib).max().unwrap_or(0);
     let before = probes.iter().map(|p| p.before_kib).max().unwrap_or(0);
+    let growth = probes
+        .iter()
+        .map(|p| p.peak_kib.saturating_sub(p.before_kib))
+        .max()
+        .unwrap_or(0);
     let mib = |kib: u64| round3(kib as f64 / 1024.0);
-    let mb_s = |who| round3(OUTPUT_BYTES as f64 / 1e6 / (median(series.of(who)) / 1000.0));
+    let mb_s = |who| round3(median(rate.of(who)));
     let seed_buffer_mib = round3(OUTPUT_BYTES as f64 / 1024.0 / 1024.0);
-    let mut row = Row::new("output_200mb", &series)
-        .note(format!(
-            "MB/s library {:.0} / seed {:.0} / floor {:.0}; library peak RSS {:.1} MiB ({:.1} before the call); seed holds all {seed_buffer_mib:.0} MiB",
+    let mut row = Row::new("output_200mb", &series).note(format!(
+            "MB/s library {:.0} / seed {:.0} / floor {:.0}; library peak RSS {:.1} MiB ({:.1} before the call); the seed's way buffers all {seed_buffer_mib:.0} MiB",
             mb_s(Who::Library),
             mb_s(Who::Seed),
             mb_s(Who::Floor),
             mib(peak),
             mib(before),
-        ))
+        ));
+    if !seed_short.is_empty() {
+        row = row.note(format!(
+            "seed's output cut short in {}/{} samples (as little as {:.0} MB, setsid; its MB/s counts what arrived)",
+            seed_short.len(),
+            series.seed.len(),
+            seed_short.iter().min().copied().unwrap_or(0) as f64 / 1e6
+        ));
+    }
+    let mut row = row
         .detail("bytes", OUTPUT_BYTES)
+        .detail("seed_short_samples", seed_short.len())
+        .detail("seed_short_bytes", seed_short.clone())
         .detail("library_rss_before_call_mib", mib(before))
-        .detail("library_rss_growth_mib", mib(peak.saturating_sub(before)))
+        .detail("library_rss_growth_mib", mib(growth))
         .detail("library_kept_bytes", probes.first().map_or(0, |p| p.kept_bytes))
         .detail("rss_probe_runs", runs)
         .detail("seed_buffer_mib", seed_buffer_mib)
@@ -925,7 +977,7 @@ async fn cancel(b: &Bench) -> Result<Row> {
         ))
         .detail("library_nothing_left_by_report", lib_report_ok)
         .detail("library_nothing_left_by_top", lib_top_ok)
-        .detail("library_kill_exec_ms", round3(median(&kill_ms)))
+        .detail("library_kill_ms", round3(median(&kill_ms)))
         .detail("seed_still_running_after_5s", seed_still > 0)
         .detail("seed_still_running_count", seed_still)
         .detail("seed_samples_looked_at", seed_looked)
