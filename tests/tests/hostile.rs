@@ -78,14 +78,40 @@ async fn a_sandbox_oom_killed_mid_call_is_reported_and_replaced() {
         ..pool_config("hostile_oom")
     };
     let t = TestTools::start_on_pool(config).await;
+    assert_next_call_works(&t).await;
+    let id = t.pool.ensure("u").await.expect("ensure").container_id;
+    // The fault, injected as the keeper (the init's user, out of the sandbox user's reach):
+    // make the init the OOM killer's choice, then run out of memory in several small processes
+    // so that none of them outscores it. The whole container dies of OOM under the call.
     let hogs = "echo 1000 > /proc/1/oom_score_adj; for i in 1 2 3 4 5 6; do \
         python3 -c 'import time; x = b\"\\x01\" * (15 << 20); time.sleep(30)' & done; wait";
-    let r = t.call("shell", json!({"command": hogs})).await;
+    let exec = sandbox_exec::ExecClient::new(t.pool.docker().clone());
+    let call = t.call("shell", json!({"command": "echo working; sleep 30"}));
+    let fault = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        exec.run(&id, sandbox_exec::ExecRequest::new(["bash", "-c", hogs]))
+            .await
+    };
+    let (r, _) = tokio::join!(call, fault);
     assert_eq!(r.exit_code, 1, "{r:?}");
     assert!(r.content.contains("ran out of memory"), "{r:?}");
     let r = t.call("shell", json!({"command": "echo alive"})).await;
     assert_eq!(r.content, "[stdout]\nalive\n[exit 0]");
     assert_eq!(r.meta.recreated.as_deref(), Some("OomKilled"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_cannot_stop_their_own_sandbox() {
+    let t = TestTools::start("hostile_kill_all").await;
+    let r = t
+        .call("shell", json!({"command": "kill -9 -1; echo survived"}))
+        .await;
+    // `kill -9 -1` kills every process of the sandbox user, the call's own shell included,
+    // but not the container's init and main process, which belong to another user.
+    assert_eq!(r.exit_code, 137, "{r:?}");
+    let r = t.call("shell", json!({"command": "echo alive"})).await;
+    assert_eq!(r.content, "[stdout]\nalive\n[exit 0]");
+    assert_eq!(r.meta.recreated, None, "the same sandbox");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -65,7 +65,12 @@ async fn hardening_reads_back_from_inspect() {
         .expect("inspect");
     let host = info.host_config.expect("host config");
     let cfg = info.config.expect("config");
-    assert_eq!(cfg.user.as_deref(), Some("zcbot"));
+    assert_eq!(
+        cfg.user.as_deref(),
+        Some("65534:65534"),
+        "the keeper, not the sandbox user"
+    );
+    assert_eq!(sb.exec_user, "zcbot");
     assert_eq!(host.network_mode.as_deref(), Some("none"));
     assert_eq!(host.init, Some(true));
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
@@ -110,7 +115,8 @@ async fn hardening_reads_back_from_inspect() {
                 "bash",
                 "-c",
                 "id -u; touch /x 2>&1 | grep -o 'Read-only file system'; ls /sys/class/net; echo hi > /workspace/f.txt",
-            ]),
+            ])
+            .with_user(&sb.exec_user),
         )
         .await
         .expect("run");
@@ -237,9 +243,10 @@ async fn an_oom_killed_sandbox_is_recreated_and_the_oom_reported() {
     let pool = TestPool::start(config).await;
     let sb = pool.ensure("dave").await.expect("ensure");
     let exec = ExecClient::new(pool.docker().clone());
-    // The init runs as the sandbox user, which may raise (never lower) its OOM score: make
-    // it the kernel's choice, then run out of memory in several small processes so that none
-    // of them outscores it. The whole container dies of OOM.
+    // As the keeper (the init's user; an exec without a user runs as the container's), raise
+    // the init's OOM score (raising needs no privilege) to make it the kernel's choice, then
+    // run out of memory in several small processes so that none of them outscores it. The
+    // whole container dies of OOM.
     let hogs = "echo 1000 > /proc/1/oom_score_adj; for i in 1 2 3 4 5 6; do \
         python3 -c 'import time; x = b\"\\x01\" * (15 << 20); time.sleep(30)' & done; wait";
     let out = exec

@@ -328,6 +328,10 @@ async fn timeout_and_cancel_answer_the_seeds_messages_and_kill_everything() {
     );
     assert!(r.content.contains("begun"), "partial output kept: {r:?}");
     assert!(r.meta.timed_out);
+    assert!(
+        r.meta.kill.as_ref().is_some_and(|k| k.nothing_left()),
+        "{r:?}"
+    );
 
     let cancel = CancellationToken::new();
     let ctx = CallContext::new("task").with_cancel(cancel.clone());

@@ -12,8 +12,8 @@ use bollard::models::{ContainerStateStatusEnum, ExecConfig};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sandbox_protocol::{
-    EXEC_ID_ENV, KillOrder, KillReport, KillRequest, RUNNER_PATH, RunReport, RunRequest,
-    SpawnFailure, cmd, frame,
+    EXEC_ID_ENV, KillOrder, KillReport, KillRequest, PROTOCOL_VERSION, RUNNER_PATH, RunReport,
+    RunRequest, SpawnFailure, cmd, frame,
 };
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
@@ -146,6 +146,7 @@ impl ExecClient {
         }
 
         let run = RunRequest {
+            version: PROTOCOL_VERSION,
             program: req.program.clone(),
             drain_ms: self.options.drain.as_millis() as u64,
             deadline_ms: Some((req.timeout + self.options.backstop_slack).as_millis() as u64),

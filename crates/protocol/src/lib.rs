@@ -15,6 +15,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Version of this protocol. The image records the version its runner speaks (label
+/// [`PROTOCOL_LABEL`]) and every [`RunRequest`] carries the host's: a mismatch is refused with
+/// a clear error instead of a call that hangs until its deadline.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Image label holding the runner's [`PROTOCOL_VERSION`].
+pub const PROTOCOL_LABEL: &str = "zcbot.sandbox.protocol";
+
 /// Where the runner lives in the sandbox image.
 pub const RUNNER_PATH: &str = "/sandbox/bin/sandbox-runner";
 
@@ -144,6 +152,9 @@ pub enum Program {
 /// Sent as the single argument after `run`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRequest {
+    /// The host's [`PROTOCOL_VERSION`] (absent: a host from before versions, 1).
+    #[serde(default = "version_one")]
+    pub version: u32,
     /// What to run.
     pub program: Program,
     /// After the main process exits, how long to keep relaying output that background
@@ -156,6 +167,10 @@ pub struct RunRequest {
     /// Grace between SIGTERM and SIGKILL when the supervisor kills on its own (backstop, or
     /// the client went away).
     pub grace_ms: u64,
+}
+
+fn version_one() -> u32 {
+    1
 }
 
 /// How the main process ended.
@@ -263,6 +278,7 @@ mod tests {
     #[test]
     fn run_request_round_trips_as_json() {
         let req = RunRequest {
+            version: PROTOCOL_VERSION,
             program: Program::Argv {
                 argv: vec!["bash".into(), "-c".into(), "echo '引号' \"$(x)\"".into()],
             },

@@ -14,6 +14,8 @@ pub const DEFAULT_IMAGE: &str = "zcbot-sandbox:latest";
 pub const DEFAULT_NAME_PREFIX: &str = "zcbot-sandbox";
 /// Default user commands run as in the sandbox: `zcbot`.
 pub const DEFAULT_SANDBOX_USER: &str = crate::image::DEFAULT_USER;
+/// Default user of the container's init and main process: `65534:65534` (nobody).
+pub const DEFAULT_KEEPER_USER: &str = "65534:65534";
 /// Default memory limit (swap included: memory-swap = memory): 1 GiB.
 pub const DEFAULT_MEMORY: ByteSize = ByteSize::gib(1);
 /// Default CPU limit: 1 CPU.
@@ -65,6 +67,9 @@ pub struct PoolConfig {
     /// The sandbox uid that must own the user root. `None`: read it from the image's label
     /// (set by our image build).
     pub sandbox_uid: Option<u32>,
+    /// User the container's init and main process run as. Not the sandbox user: commands
+    /// could otherwise stop their own sandbox by killing its main process (`kill -9 -1`).
+    pub keeper_user: String,
     /// Read-only host folders mounted into every sandbox.
     pub extra_mounts: Vec<ExtraMount>,
     /// Memory limit; memory-swap is set to the same value (no swap).
@@ -110,6 +115,7 @@ impl Default for PoolConfig {
             name_prefix: DEFAULT_NAME_PREFIX.to_owned(),
             sandbox_user: DEFAULT_SANDBOX_USER.to_owned(),
             sandbox_uid: None,
+            keeper_user: DEFAULT_KEEPER_USER.to_owned(),
             extra_mounts: Vec::new(),
             memory: DEFAULT_MEMORY,
             cpus: DEFAULT_CPUS,

@@ -134,6 +134,18 @@ pub enum PoolError {
         /// The image reference.
         image: String,
     },
+    /// The image's runner speaks another protocol than this library.
+    #[error(
+        "image {image} has a runner for protocol {found}, this library speaks {expected}: rebuild it with `just image`"
+    )]
+    ImageOutdated {
+        /// The image reference.
+        image: String,
+        /// The image's protocol label.
+        found: String,
+        /// Ours.
+        expected: u32,
+    },
     /// The chosen base image is not on the daemon (we never pull unasked).
     #[error("base image {image} is not on the daemon")]
     BaseMissing {

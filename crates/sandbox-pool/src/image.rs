@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::PoolError;
 use sandbox_exec::docker::is_not_found;
+use sandbox_protocol::{PROTOCOL_LABEL, PROTOCOL_VERSION};
 
 /// The Dockerfile, embedded so the build needs nothing but the runner binary.
 pub const DOCKERFILE: &str = include_str!("../../../sandbox-image/Dockerfile");
@@ -340,6 +341,7 @@ impl<'a> ImageBuilder<'a> {
             ("SANDBOX_UID", self.config.uid.to_string()),
         ]);
         let labels = HashMap::from([
+            (PROTOCOL_LABEL, PROTOCOL_VERSION.to_string()),
             (INPUTS_LABEL, inputs_hash.to_owned()),
             (UID_LABEL, self.config.uid.to_string()),
             (USER_LABEL, self.config.user.clone()),

@@ -17,6 +17,7 @@ use crate::config::PoolConfig;
 use crate::image::UID_LABEL;
 use crate::labels::{self, CONFIG_HASH, USER};
 use crate::pool::{UserRoots, validate_user};
+use sandbox_protocol::{PROTOCOL_LABEL, PROTOCOL_VERSION};
 
 /// What the pool does with one of its containers at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +78,19 @@ impl Judge {
                 }));
             }
         };
-        let label_uid = image
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
+        let labels = image.config.as_ref().and_then(|c| c.labels.as_ref());
+        // An image whose runner speaks another protocol would make every call hang until its
+        // deadline; refuse it up front. Images not built by us carry no label: trust them.
+        if let Some(found) = labels.and_then(|l| l.get(PROTOCOL_LABEL))
+            && *found != PROTOCOL_VERSION.to_string()
+        {
+            return Err(PoolError::ImageOutdated {
+                image: config.image.clone(),
+                found: found.clone(),
+                expected: PROTOCOL_VERSION,
+            });
+        }
+        let label_uid = labels
             .and_then(|l| l.get(UID_LABEL))
             .and_then(|v| v.parse().ok());
         let uid = config

@@ -786,7 +786,9 @@ impl SandboxPool {
         let memory = i64::try_from(c.memory.as_u64()).unwrap_or(i64::MAX);
         ContainerCreateBody {
             image: Some(c.image.clone()),
-            user: Some(c.sandbox_user.clone()),
+            // Commands run as the sandbox user through their execs; the container's own
+            // processes belong to another user, out of their reach.
+            user: Some(c.keeper_user.clone()),
             working_dir: Some(WORKSPACE.to_owned()),
             labels: Some(labels),
             host_config: Some(HostConfig {

@@ -32,7 +32,8 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{WaitOptions, WaitStatus, getpid, getuid, set_child_subreaper, wait};
 use sandbox_protocol::{
     EXEC_ID_ENV, ExitStatus, KillCause, KillOrder, KillReport, KillRequest, PGID_DIR_PREFIX,
-    Program, RUNNER_PATH, RunReport, RunRequest, SpawnFailure, TRAILER_MARKER, cmd, exit, frame,
+    PROTOCOL_VERSION, Program, RUNNER_PATH, RunReport, RunRequest, SpawnFailure, TRAILER_MARKER,
+    cmd, exit, frame,
 };
 
 use crate::kill;
@@ -350,6 +351,12 @@ pub fn run(arg: &str) -> ! {
     let started = Instant::now();
     let req: RunRequest =
         serde_json::from_str(arg).unwrap_or_else(|e| fail_usage(&format!("bad request: {e}")));
+    if req.version != PROTOCOL_VERSION {
+        fail_usage(&format!(
+            "the host speaks protocol {}, this runner {PROTOCOL_VERSION}: rebuild the image (just image)",
+            req.version
+        ));
+    }
     let exec_id = std::env::var(EXEC_ID_ENV)
         .ok()
         .filter(|id| kill::valid_exec_id(id))

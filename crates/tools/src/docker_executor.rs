@@ -369,6 +369,7 @@ fn finish(
             truncated: outcome.stdout.is_truncated() || outcome.stderr.is_truncated(),
             sandbox_lost: matches!(outcome.termination, Termination::SandboxLost { .. }),
             recreated: lease.recreated.as_ref().map(|r| format!("{r:?}")),
+            kill: outcome.kill.clone(),
             duration: outcome.duration,
         },
     }

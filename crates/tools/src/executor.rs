@@ -88,6 +88,8 @@ pub struct ToolMeta {
     pub sandbox_lost: bool,
     /// The sandbox was made anew for this call, and why (for example after an OOM kill).
     pub recreated: Option<String>,
+    /// What the server-side kill found and did, when the call timed out or was cancelled.
+    pub kill: Option<sandbox_exec::KillSummary>,
     /// From the start of the call to its result.
     pub duration: Duration,
 }
