@@ -35,6 +35,10 @@ test: image
     fi
     just lint
 
+# The load test alone, bigger (SOAK_CALLS per user, default 1000; `just test` runs it with 200).
+soak calls="1000": image
+    SANDBOX_IMAGE="$(cat {{tag_file}})" SOAK_CALLS={{calls}} cargo test --locked -p e2e-tests --test soak -- --nocapture
+
 # Formatting and clippy, warnings as errors.
 lint:
     cargo fmt --all -- --check

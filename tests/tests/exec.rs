@@ -337,7 +337,7 @@ async fn the_runner_is_static_and_supervises_inside_the_image() {
         .exec()
         .run(
             &sb.id,
-            sh("/sandbox/bin/sandbox-runner version; id -u; cat /proc/$PPID/cmdline | tr '\\0' ' '"),
+            sh("/sandbox/bin/sandbox-runner version; id -u; cat /proc/$PPID/cmdline | tr '\\0' ' '; echo; ldd /sandbox/bin/sandbox-runner 2>&1"),
         )
         .await
         .expect("run");
@@ -349,6 +349,24 @@ async fn the_runner_is_static_and_supervises_inside_the_image() {
     );
     // The command's parent is the supervisor.
     assert!(text.contains("/sandbox/bin/sandbox-runner run "), "{text}");
+    // Static, so it runs whatever the host's glibc was.
+    assert!(
+        text.contains("statically linked") || text.contains("not a dynamic executable"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connecting_negotiates_the_api_version_down_to_the_daemons() {
+    let docker = e2e_tests::docker().await;
+    let server = docker.version().await.expect("version");
+    let api = server.api_version.expect("the daemon says its API version");
+    let client = docker.client_version();
+    // bollard defaults to 1.53; this daemon (Docker 20.10) speaks 1.41.
+    assert_eq!(
+        format!("{}.{}", client.major_version, client.minor_version),
+        api
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

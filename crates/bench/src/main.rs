@@ -9,6 +9,7 @@
 mod bench;
 mod cpu;
 mod floor;
+mod memory;
 mod report;
 mod rss;
 mod seed;

@@ -29,6 +29,8 @@ pub const ALL: &[&str] = &[
     "output_200mb",
     "concurrent_16",
     "concurrent_64",
+    "warm_ensure",
+    "idle_memory",
     "cold_ensure",
     "cancel",
 ];
@@ -45,6 +47,8 @@ pub async fn run(b: &Bench, name: &str) -> Result<Row> {
         "output_200mb" => output_200mb(b).await,
         "concurrent_16" => concurrent(b, 16).await,
         "concurrent_64" => concurrent(b, 64).await,
+        "warm_ensure" => crate::memory::warm_ensure(b).await,
+        "idle_memory" => crate::memory::idle_memory(b).await,
         "cold_ensure" => cold_ensure(b).await,
         "cancel" => cancel(b).await,
         other => bail!("no workload named {other}; known: {}", ALL.join(", ")),
@@ -645,13 +649,13 @@ async fn concurrent(b: &Bench, n: usize) -> Result<Row> {
 
 /// What the floor and the seed make a cold sandbox from: the pool's own container, inspected.
 #[derive(Debug)]
-struct ColdTemplate {
-    body: ContainerCreateBody,
-    seed_flags: Vec<String>,
+pub(crate) struct ColdTemplate {
+    pub(crate) body: ContainerCreateBody,
+    pub(crate) seed_flags: Vec<String>,
 }
 
 impl ColdTemplate {
-    fn new(info: ContainerInspectResponse, run: &str) -> Result<Self> {
+    pub(crate) fn new(info: ContainerInspectResponse, run: &str) -> Result<Self> {
         let config = info.config.context("the pool's container has no Config")?;
         let host = info
             .host_config
@@ -741,7 +745,7 @@ impl ColdTemplate {
     }
 }
 
-async fn remove_container(b: &Bench, id: &str) -> Result<()> {
+pub(crate) async fn remove_container(b: &Bench, id: &str) -> Result<()> {
     let options = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)

@@ -152,6 +152,15 @@ pub enum PoolError {
         /// The image reference.
         image: String,
     },
+    /// Pulling the base image failed.
+    #[error("pulling the base image {image}")]
+    PullBase {
+        /// The image reference.
+        image: String,
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
     /// The sandbox user would be root.
     #[error("the sandbox uid must not be 0")]
     RootSandboxUser,

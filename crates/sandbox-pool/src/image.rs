@@ -78,6 +78,10 @@ pub struct ImageConfig {
     pub uid: u32,
     /// The base.
     pub base: BaseChoice,
+    /// Pull the registry base (`debian:bookworm-slim`, or the `image` base) when the daemon
+    /// lacks it. Off by default: without a registry a pull only waits and fails, and this
+    /// project never reaches off the machine unasked. `Auto` then falls back to debootstrap.
+    pub pull_base: bool,
 }
 
 impl Default for ImageConfig {
@@ -87,6 +91,7 @@ impl Default for ImageConfig {
             user: DEFAULT_USER.to_owned(),
             uid: DEFAULT_UID,
             base: BaseChoice::Auto,
+            pull_base: false,
         }
     }
 }
@@ -281,6 +286,18 @@ impl<'a> ImageBuilder<'a> {
             return Err(PoolError::RootSandboxUser);
         }
         let runner = self.read_runner()?;
+        if self.config.pull_base {
+            let wanted = match &self.config.base {
+                BaseChoice::Image(reference) => Some(reference.as_str()),
+                BaseChoice::Auto => Some(REGISTRY_BASE),
+                BaseChoice::Debootstrap => None,
+            };
+            if let Some(reference) = wanted
+                && self.has_image(reference).await?.is_none()
+            {
+                self.pull(reference).await?;
+            }
+        }
         let base = self.base().await?;
         if !base.present {
             if !base.local {
@@ -320,6 +337,38 @@ impl<'a> ImageBuilder<'a> {
                 source,
             })?;
         Ok(BuiltImage { tag, id, built })
+    }
+
+    /// Pulls `reference` from its registry. With `Auto`, a failed pull is not an error (the
+    /// debootstrap base follows); with an explicit `image` base it is.
+    async fn pull(&self, reference: &str) -> Result<(), PoolError> {
+        self.progress.stage(&format!("pulling {reference}"));
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(reference)
+            .build();
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(status) = info.status.as_deref() {
+                        self.progress.line(status);
+                    }
+                }
+                Err(source) if matches!(self.config.base, BaseChoice::Image(_)) => {
+                    return Err(PoolError::PullBase {
+                        image: reference.to_owned(),
+                        source,
+                    });
+                }
+                Err(e) => {
+                    self.progress.stage(&format!(
+                        "pulling {reference} failed ({e}); making the base locally"
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn build_from(
