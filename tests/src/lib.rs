@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, TopOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, TopOptionsBuilder};
 use sandbox_exec::ExecClient;
 
 mod daemon;
@@ -107,6 +105,13 @@ pub fn hardened_host_config(root: &std::path::Path) -> HostConfig {
     }
 }
 
+/// Removes a container from outside the code under test (a fault, or the end of a test).
+pub async fn force_remove(docker: &Docker, id: &str) {
+    sandbox_pool::remove_container(docker, id)
+        .await
+        .expect("remove the container");
+}
+
 /// A container's processes as the daemon sees them (`docker top`, run on the host: it
 /// starts nothing in the container), one `args` string each, without the init and the
 /// container's main `sleep infinity`.
@@ -194,20 +199,7 @@ impl TestSandbox {
     /// The container's processes as the daemon sees them (`docker top`), one `args` string
     /// each, without the init and the container's main `sleep infinity`.
     pub async fn processes(&self) -> Vec<String> {
-        let top = self
-            .docker
-            .top_processes(
-                &self.id,
-                Some(TopOptionsBuilder::new().ps_args("-o pid,stat,args").build()),
-            )
-            .await
-            .expect("docker top");
-        top.processes
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|row| row.get(2).cloned())
-            .filter(|args| !args.contains("docker-init") && args != "sleep infinity")
-            .collect()
+        processes(&self.docker, &self.id).await
     }
 
     /// Waits (bounded) until no process of a call is left, and returns what is left.
@@ -229,28 +221,14 @@ impl Drop for TestSandbox {
         // for the removal. Removal errors are reported, not panicked on (we may be unwinding).
         let docker = self.docker.clone();
         let id = self.id.clone();
-        let remove = async move {
-            docker
-                .remove_container(
-                    &id,
-                    Some(
-                        RemoveContainerOptionsBuilder::new()
-                            .force(true)
-                            .v(true)
-                            .build(),
-                    ),
-                )
-                .await
-        };
+        let remove = async move { sandbox_pool::remove_container(&docker, &id).await };
         let result = match tokio::runtime::Handle::try_current() {
             Ok(handle) => tokio::task::block_in_place(|| handle.block_on(remove)),
             Err(_) => tokio::runtime::Runtime::new()
                 .expect("a runtime for cleanup")
                 .block_on(remove),
         };
-        if let Err(e) = result
-            && sandbox_exec::docker::status_code(&e) != Some(404)
-        {
+        if let Err(e) = result {
             eprintln!("warning: removing test container {}: {e}", self.id);
         }
     }
@@ -334,17 +312,7 @@ impl Drop for TestPool {
         let pool = self.pool.config().name_prefix.clone();
         let sweep = async move {
             for c in list_pool(&docker, &pool).await {
-                let _ = docker
-                    .remove_container(
-                        &c.id.unwrap_or_default(),
-                        Some(
-                            RemoveContainerOptionsBuilder::new()
-                                .force(true)
-                                .v(true)
-                                .build(),
-                        ),
-                    )
-                    .await;
+                let _ = sandbox_pool::remove_container(&docker, &c.id.unwrap_or_default()).await;
             }
         };
         match tokio::runtime::Handle::try_current() {

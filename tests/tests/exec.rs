@@ -288,17 +288,7 @@ async fn a_container_removed_mid_call_is_reported_lost() {
     let run = exec.run(&sb.id, sh("echo started; sleep 100"));
     let remove = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        sb.docker
-            .remove_container(
-                &sb.id,
-                Some(
-                    bollard::query_parameters::RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .build(),
-                ),
-            )
-            .await
-            .expect("remove");
+        e2e_tests::force_remove(&sb.docker, &sb.id).await;
     };
     let (out, ()) = tokio::join!(run, remove);
     let out = out.expect("run");
@@ -408,4 +398,26 @@ async fn a_call_dropped_by_its_caller_kills_what_it_started() {
     );
     let left = sb.settle(Duration::from_secs(3)).await;
     assert!(left.is_empty(), "left running: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_working_directory_is_a_clear_answer_not_a_broken_sandbox() {
+    let sb = TestSandbox::start("missing_cwd").await;
+    let out = sb
+        .exec()
+        .run(&sb.id, sh("pwd").with_working_dir("/workspace/not/there"))
+        .await
+        .expect("an outcome, not a sandbox error");
+    assert_eq!(out.termination, Termination::Exited { code: 2 });
+    let why = out.spawn_error.expect("why");
+    assert!(
+        why.contains("working directory /workspace/not/there"),
+        "{why}"
+    );
+    let ok = sb
+        .exec()
+        .run(&sb.id, sh("pwd").with_working_dir("/tmp"))
+        .await
+        .expect("run");
+    assert_eq!(ok.stdout.to_string_lossy(), "/tmp\n");
 }

@@ -46,18 +46,7 @@ async fn a_container_removed_mid_call_ends_the_call_as_lost_and_the_next_call_re
     let call = t.call("shell", json!({"command": "echo started; sleep 60"}));
     let remove = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
-        t.pool
-            .docker()
-            .remove_container(
-                &sb.container_id,
-                Some(
-                    bollard::query_parameters::RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .build(),
-                ),
-            )
-            .await
-            .expect("remove");
+        e2e_tests::force_remove(t.pool.docker(), &sb.container_id).await;
     };
     let started = Instant::now();
     let (r, ()) = tokio::join!(call, remove);

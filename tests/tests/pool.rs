@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use e2e_tests::{TestPool, docker, image, pool_config, test_labels};
 use sandbox_exec::{ExecClient, ExecRequest, Termination};
 use sandbox_pool::{PoolConfig, PoolError, Recreated, SandboxPool, ShutdownPolicy};
@@ -209,13 +209,7 @@ async fn reconciliation_removes_dead_leftovers() {
 async fn a_container_removed_from_outside_is_recreated() {
     let pool = TestPool::start(pool_config("removed_outside")).await;
     let sb = pool.ensure("carol").await.expect("ensure");
-    pool.docker()
-        .remove_container(
-            &sb.container_id,
-            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-        )
-        .await
-        .expect("remove");
+    e2e_tests::force_remove(pool.docker(), &sb.container_id).await;
     // The warm path trusts memory for `health_ttl`; a failed call is what tells the pool.
     let exec = ExecClient::new(pool.docker().clone());
     let err = exec
@@ -410,12 +404,7 @@ fn scopeguard_remove(docker: bollard::Docker, ids: Vec<String>) -> impl Drop {
             let (docker, ids) = (self.0.clone(), std::mem::take(&mut self.1));
             let remove = async move {
                 for id in ids {
-                    let _ = docker
-                        .remove_container(
-                            &id,
-                            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-                        )
-                        .await;
+                    let _ = sandbox_pool::remove_container(&docker, &id).await;
                 }
             };
             let handle = tokio::runtime::Handle::current();

@@ -428,19 +428,32 @@ async fn a_sandbox_removed_between_calls_is_replaced_transparently() {
     let t = TestTools::start("tools_recover").await;
     t.call("shell", json!({"command": "true"})).await;
     let sb = t.pool.ensure("u").await.expect("ensure");
-    t.pool
-        .docker()
-        .remove_container(
-            &sb.container_id,
-            Some(
-                bollard::query_parameters::RemoveContainerOptionsBuilder::new()
-                    .force(true)
-                    .build(),
-            ),
-        )
-        .await
-        .expect("remove");
+    e2e_tests::force_remove(t.pool.docker(), &sb.container_id).await;
     let r = t.call("shell", json!({"command": "echo back"})).await;
     assert_eq!(r.content, "[stdout]\nback\n[exit 0]", "{r:?}");
     assert_eq!(r.meta.recreated.as_deref(), Some("Removed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_working_directory_deleted_under_the_executor_keeps_the_sandbox() {
+    let t = TestTools::start("tools_gone_workdir").await;
+    let sub = t.root.join("proj");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    e2e_tests::chown_to_sandbox(&sub);
+    let inside = t.tools.for_user("u", sub.clone());
+    let ctx = CallContext::new("t");
+    let r = inside
+        .call_tool("shell", json!({"command": "pwd"}), &ctx)
+        .await;
+    assert_eq!(r.content, "[stdout]\n/workspace/proj\n[exit 0]");
+    std::fs::remove_dir(&sub).expect("rmdir");
+    let r = inside
+        .call_tool("shell", json!({"command": "pwd"}), &ctx)
+        .await;
+    assert_eq!(r.exit_code, 2, "{r:?}");
+    assert!(
+        r.content.contains("working directory /workspace/proj"),
+        "{r:?}"
+    );
+    assert_eq!(r.meta.recreated, None, "the sandbox was not blamed");
 }

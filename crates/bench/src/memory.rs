@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bollard::query_parameters::CreateContainerOptionsBuilder;
 
 use crate::bench::{Bench, interleave, ms_since};
 use crate::seed;
@@ -74,19 +73,7 @@ pub async fn idle_memory(b: &Bench) -> Result<Row> {
                     ids.push(b.pool.ensure(&user).await?.container_id);
                     users.push(user);
                 }
-                Who::Floor => {
-                    let options = CreateContainerOptionsBuilder::new().name(&name).build();
-                    let c = b
-                        .docker
-                        .create_container(Some(options), template.body.clone())
-                        .await
-                        .context("raw create")?;
-                    b.docker
-                        .start_container(&c.id, None)
-                        .await
-                        .context("raw start")?;
-                    ids.push(c.id);
-                }
+                Who::Floor => ids.push(template.create_and_start(b, &name).await?),
                 Who::Seed => {
                     let out =
                         seed::run_ok(seed::run_detached(&name, &template.seed_flags), None).await?;

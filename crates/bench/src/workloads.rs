@@ -655,6 +655,21 @@ pub(crate) struct ColdTemplate {
 }
 
 impl ColdTemplate {
+    /// Raw create + start of a container like the pool's, named `name`; returns its id.
+    pub(crate) async fn create_and_start(&self, b: &Bench, name: &str) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let created = b
+            .docker
+            .create_container(Some(options), self.body.clone())
+            .await
+            .context("raw create_container")?;
+        b.docker
+            .start_container(&created.id, None)
+            .await
+            .context("raw start_container")?;
+        Ok(created.id)
+    }
+
     pub(crate) fn new(info: ContainerInspectResponse, run: &str) -> Result<Self> {
         let config = info.config.context("the pool's container has no Config")?;
         let host = info
@@ -787,20 +802,11 @@ async fn cold_ensure(b: &Bench) -> Result<Row> {
             }
             Who::Floor => {
                 let name = format!("{}-floor-cold{n}", b.run);
-                let options = CreateContainerOptionsBuilder::new().name(&name).build();
                 let t = Instant::now();
-                let created = b
-                    .docker
-                    .create_container(Some(options), template.body.clone())
-                    .await
-                    .context("raw create_container")?;
-                b.docker
-                    .start_container(&created.id, None)
-                    .await
-                    .context("raw start_container")?;
-                floor::exec_ok(&b.docker, &created.id, &["true"], &[], None, false).await?;
+                let id = template.create_and_start(b, &name).await?;
+                floor::exec_ok(&b.docker, &id, &["true"], &[], None, false).await?;
                 let ms = ms_since(t);
-                remove_container(b, &created.id).await?;
+                remove_container(b, &id).await?;
                 Ok(ms)
             }
             Who::Seed => {

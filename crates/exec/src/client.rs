@@ -148,6 +148,7 @@ impl ExecClient {
         let run = RunRequest {
             version: PROTOCOL_VERSION,
             program: req.program.clone(),
+            cwd: req.working_dir.clone(),
             drain_ms: self.options.drain.as_millis() as u64,
             deadline_ms: Some((req.timeout + self.options.backstop_slack).as_millis() as u64),
             grace_ms: self.options.kill_grace.as_millis() as u64,
@@ -173,7 +174,9 @@ impl ExecClient {
                 serde_json::to_string(&run).expect("RunRequest serializes"),
             ]),
             user: req.user.clone(),
-            working_dir: req.working_dir.clone(),
+            // The runner enters the working directory itself (see `RunRequest::cwd`); the
+            // exec starts at the root, which always exists.
+            working_dir: Some("/".to_owned()),
             ..Default::default()
         };
         let created = self
@@ -606,14 +609,15 @@ fn lost_daemon(e: &DockerError) -> Termination {
 }
 
 fn from_report(report: &RunReport) -> Termination {
-    match (report.status, &report.spawn_error) {
-        (Some(status), _) => match status {
-            sandbox_protocol::ExitStatus::Exited { code } => Termination::Exited { code },
-            sandbox_protocol::ExitStatus::Signaled { signal } => Termination::Signaled { signal },
-        },
-        // The supervisor exits 127 or 126 then, like a shell; the trailer says why.
-        (None, _) => Termination::Exited {
-            code: sandbox_protocol::exit::NOT_FOUND,
+    match report.status {
+        Some(sandbox_protocol::ExitStatus::Exited { code }) => Termination::Exited { code },
+        Some(sandbox_protocol::ExitStatus::Signaled { signal }) => Termination::Signaled { signal },
+        // Nothing started: the code a shell would give (127 not found, 126 cannot execute, 2
+        // bad request or missing working directory); the trailer says why.
+        None => Termination::Exited {
+            code: report
+                .spawn_failure
+                .map_or(sandbox_protocol::exit::NOT_FOUND, SpawnFailure::exit_code),
         },
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 /// Version of this protocol. The image records the version its runner speaks (label
 /// [`PROTOCOL_LABEL`]) and every [`RunRequest`] carries the host's: a mismatch is refused with
 /// a clear error instead of a call that hangs until its deadline.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Image label holding the runner's [`PROTOCOL_VERSION`].
 pub const PROTOCOL_LABEL: &str = "zcbot.sandbox.protocol";
@@ -111,6 +111,8 @@ pub enum SpawnFailure {
     Resources,
     /// The request itself was unusable.
     BadRequest,
+    /// The working directory does not exist or cannot be entered.
+    NoWorkingDirectory,
 }
 
 impl SpawnFailure {
@@ -118,7 +120,7 @@ impl SpawnFailure {
     pub fn exit_code(self) -> i32 {
         match self {
             SpawnFailure::NotFound => exit::NOT_FOUND,
-            SpawnFailure::BadRequest => exit::BAD_ARGS,
+            SpawnFailure::BadRequest | SpawnFailure::NoWorkingDirectory => exit::BAD_ARGS,
             SpawnFailure::NotExecutable | SpawnFailure::Resources => exit::CANNOT_EXECUTE,
         }
     }
@@ -157,6 +159,11 @@ pub struct RunRequest {
     pub version: u32,
     /// What to run.
     pub program: Program,
+    /// Directory to run it in. The supervisor changes to it itself (rather than Docker), so a
+    /// missing directory is a clear answer, not a runtime failure that looks like a broken
+    /// sandbox. `None`: the exec's own directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
     /// After the main process exits, how long to keep relaying output that background
     /// processes still write before the call ends anyway.
     pub drain_ms: u64,
@@ -282,6 +289,7 @@ mod tests {
             program: Program::Argv {
                 argv: vec!["bash".into(), "-c".into(), "echo '引号' \"$(x)\"".into()],
             },
+            cwd: Some("/workspace/数据".into()),
             drain_ms: 1000,
             deadline_ms: Some(60_000),
             grace_ms: 500,

@@ -394,6 +394,14 @@ fn supervise(
     // Orphans of the command (double forks, `setsid` children) re-parent to us, not to the
     // container's init, so the kill can still find them as our descendants.
     let _ = set_child_subreaper(Some(getpid()));
+    if let Some(dir) = &req.cwd {
+        std::env::set_current_dir(dir).map_err(|e| {
+            (
+                SpawnFailure::NoWorkingDirectory,
+                format!("working directory {dir}: {e}"),
+            )
+        })?;
+    }
     let stdin = dup_std(io::stdin()).map_err(|e| (failure_of(&e), format!("no stdin: {e}")))?;
     let mut channel = BufReader::with_capacity(BUF, stdin);
     let script = match &req.program {
