@@ -457,3 +457,57 @@ async fn a_working_directory_deleted_under_the_executor_keeps_the_sandbox() {
     );
     assert_eq!(r.meta.recreated, None, "the sandbox was not blamed");
 }
+
+/// The agent service's own usage store (the seed read a database table): a narrow trait, so a
+/// small fake stands in.
+#[derive(Debug)]
+struct ServiceUsage(u64);
+
+#[async_trait::async_trait]
+impl sandbox_tools::UsageStore for ServiceUsage {
+    async fn usage(
+        &self,
+        _user: &str,
+        _root: &std::path::Path,
+    ) -> Result<u64, sandbox_tools::QuotaError> {
+        Ok(self.0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_can_plug_its_own_usage_store() {
+    let config = ToolsConfig {
+        quotas: QuotaConfig {
+            disk_bytes_per_user: Some(sandbox_pool::bytesize::ByteSize::gib(2)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let t = TestTools::start_with("tools_usage_store", FakeHost::all(), config).await;
+    let full = t
+        .tools
+        .clone()
+        .with_usage_store(Arc::new(ServiceUsage(3 << 30)));
+    let r = full
+        .call_tool(
+            "write",
+            json!({"path": "x.txt", "content": "x"}),
+            &CallContext::new("t"),
+        )
+        .await;
+    assert_eq!(r.exit_code, 2, "{r:?}");
+    assert!(
+        r.content.starts_with("[Error] disk quota exceeded"),
+        "{r:?}"
+    );
+    assert!(!t.root.join("x.txt").exists());
+    let roomy = t.tools.clone().with_usage_store(Arc::new(ServiceUsage(0)));
+    let r = roomy
+        .call_tool(
+            "write",
+            json!({"path": "x.txt", "content": "x"}),
+            &CallContext::new("t"),
+        )
+        .await;
+    assert_eq!(r.exit_code, 0, "{r:?}");
+}

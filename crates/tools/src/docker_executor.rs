@@ -35,6 +35,7 @@ const PYTHON_ENV: [(&str, &str); 2] = [
 ];
 
 /// What every user's executor shares.
+#[derive(Clone)]
 struct Shared {
     host: Arc<dyn Executor>,
     pool: SandboxPool,
@@ -120,14 +121,7 @@ impl DockerExecutor {
     }
 
     fn rebuild(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let s = &self.shared;
-        let mut shared = Shared {
-            host: Arc::clone(&s.host),
-            pool: s.pool.clone(),
-            exec: s.exec.clone(),
-            config: s.config.clone(),
-            quota: s.quota.clone(),
-        };
+        let mut shared = (*self.shared).clone();
         change(&mut shared);
         Self {
             shared: Arc::new(shared),
