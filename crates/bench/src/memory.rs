@@ -22,9 +22,7 @@ pub async fn warm_ensure(b: &Bench) -> Result<Row> {
         match who {
             Who::Library => drop(b.pool.acquire(&w.user).await?),
             Who::Seed => {
-                let mut cmd = tokio::process::Command::new("docker");
-                cmd.args(["inspect", "--format", "{{.State.Running}}", &w.name]);
-                seed::run_ok(cmd, None).await?;
+                seed::run_ok(seed::inspect_running(&w.name), None).await?;
             }
             Who::Floor => {
                 b.docker
@@ -53,12 +51,7 @@ pub async fn warm_ensure(b: &Bench) -> Result<Row> {
 /// dockerd and containerd, and the calling process's bookkeeping, all as PSS so shared pages
 /// count once. Each sample makes [`IDLE_BATCH`] sandboxes, measures, and removes them.
 pub async fn idle_memory(b: &Bench) -> Result<Row> {
-    let info = b
-        .docker
-        .inspect_container(&b.main().id, None)
-        .await
-        .context("inspecting a pool container")?;
-    let template = ColdTemplate::new(info, &b.run)?;
+    let template = ColdTemplate::of_pool(b).await?;
     let mut n = 0;
     let series = interleave("idle_memory", b.rounds(0, 3, 1), async |who, _| {
         n += 1;

@@ -10,6 +10,22 @@ use tokio::process::Command;
 
 use crate::bench::{SANDBOX_USER, WORKSPACE};
 
+/// The seed's client. Issue #7 allows spawning it here and only here; [`cli`] is the one
+/// place that does.
+const SEED_CLI: &str = "docker";
+
+/// A fresh `docker` CLI command.
+fn cli() -> Command {
+    Command::new(SEED_CLI)
+}
+
+/// `docker inspect --format {{.State.Running}} C`: how a CLI pool checks a sandbox is up.
+pub fn inspect_running(container: &str) -> Command {
+    let mut cmd = cli();
+    cmd.args(["inspect", "--format", "{{.State.Running}}", container]);
+    cmd
+}
+
 /// Where the stand-in of the seed's `tool_runner.py` is mounted in every bench sandbox.
 pub const RUNNER_MOUNT: &str = "/sandbox/bench";
 
@@ -17,7 +33,7 @@ pub const RUNNER_MOUNT: &str = "/sandbox/bench";
 /// of the seed's `_docker_exec_argv`. Stdin is a pipe with `-i` and `/dev/null` otherwise;
 /// stdout and stderr are pipes, as in the seed's `Popen`.
 pub fn exec(container: &str, env: &[(&str, &str)], interactive: bool, argv: &[&str]) -> Command {
-    let mut cmd = Command::new("docker");
+    let mut cmd = cli();
     cmd.args(["exec", "--user", SANDBOX_USER, "--workdir", WORKSPACE]);
     if interactive {
         cmd.arg("-i");
@@ -57,7 +73,7 @@ pub fn file_tool(container: &str, tool: &str) -> Command {
 /// `docker run -d --name NAME FLAGS... IMAGE` (the flags end with the image): how the seed's
 /// pool made a sandbox.
 pub fn run_detached(name: &str, flags: &[String]) -> Command {
-    let mut cmd = Command::new("docker");
+    let mut cmd = cli();
     cmd.args(["run", "-d", "--name", name])
         .args(flags)
         .stdin(Stdio::null())
@@ -69,7 +85,7 @@ pub fn run_detached(name: &str, flags: &[String]) -> Command {
 
 /// `docker version` (client only): whether the CLI is there at all.
 pub fn client_version() -> Command {
-    let mut cmd = Command::new("docker");
+    let mut cmd = cli();
     cmd.args(["version", "--format", "{{.Client.Version}}"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -655,6 +655,16 @@ pub(crate) struct ColdTemplate {
 }
 
 impl ColdTemplate {
+    /// The template of the bench pool's containers (read from `u0`'s).
+    pub(crate) async fn of_pool(b: &Bench) -> Result<Self> {
+        let info = b
+            .docker
+            .inspect_container(&b.main().id, None)
+            .await
+            .context("inspecting a pool container")?;
+        Self::new(info, &b.run)
+    }
+
     /// Raw create + start of a container like the pool's, named `name`; returns its id.
     pub(crate) async fn create_and_start(&self, b: &Bench, name: &str) -> Result<String> {
         let options = CreateContainerOptionsBuilder::new().name(name).build();
@@ -670,7 +680,7 @@ impl ColdTemplate {
         Ok(created.id)
     }
 
-    pub(crate) fn new(info: ContainerInspectResponse, run: &str) -> Result<Self> {
+    fn new(info: ContainerInspectResponse, run: &str) -> Result<Self> {
         let config = info.config.context("the pool's container has no Config")?;
         let host = info
             .host_config
@@ -773,12 +783,7 @@ pub(crate) async fn remove_container(b: &Bench, id: &str) -> Result<()> {
 
 /// A new sandbox until its first call has run. Each is removed after its sample (not timed).
 async fn cold_ensure(b: &Bench) -> Result<Row> {
-    let info = b
-        .docker
-        .inspect_container(&b.main().id, None)
-        .await
-        .context("inspecting a pool container")?;
-    let template = ColdTemplate::new(info, &b.run)?;
+    let template = ColdTemplate::of_pool(b).await?;
     let mut n = 0;
     let series = interleave("cold_ensure", b.rounds(1, 30, 5), async |who, _| {
         n += 1;
