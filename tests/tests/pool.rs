@@ -474,3 +474,28 @@ async fn the_operator_view_shows_usage_and_activity() {
     let mem = pool.snapshot();
     assert_eq!(mem[0].calls_in_flight, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_call_outliving_the_health_check_is_never_reaped() {
+    // Every acquire takes the slow path (the health check has always lapsed), and idleness
+    // comes quickly: exactly the case where a second call re-adopts the container under a
+    // first one that is still running.
+    let config = PoolConfig {
+        health_ttl: Duration::ZERO,
+        idle_timeout: Duration::from_millis(100),
+        reap_interval: Duration::from_secs(3600),
+        ..pool_config("long_call")
+    };
+    let pool = TestPool::start(config).await;
+    let long = pool.acquire("kim").await.expect("the long call");
+    drop(pool.acquire("kim").await.expect("a short call beside it"));
+    assert_eq!(pool.snapshot()[0].calls_in_flight, Some(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        pool.reap_idle().await.is_empty(),
+        "reaped under a running call"
+    );
+    drop(long);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pool.reap_idle().await, vec!["kim".to_owned()]);
+}

@@ -113,6 +113,26 @@ struct Entry {
     recycled: bool,
 }
 
+impl Entry {
+    /// A sandbox just seen healthy and active, with `in_flight` calls.
+    fn new(
+        container_id: String,
+        name: String,
+        created: Option<SystemTime>,
+        in_flight: usize,
+    ) -> Self {
+        Self {
+            container_id,
+            name,
+            created,
+            last_active: Instant::now(),
+            in_flight,
+            seen_healthy: Some(Instant::now()),
+            recycled: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     sandboxes: HashMap<String, Entry>,
@@ -469,17 +489,20 @@ impl SandboxPool {
         match self.inner.docker.inspect_container(&name, None).await {
             Ok(info) => match self.inspect_verdict(user, &info)? {
                 None => {
-                    let entry = Entry {
-                        container_id: info.id.clone().unwrap_or_default(),
-                        name: name.clone(),
-                        created: parse_time(info.created.as_deref()),
-                        last_active: Instant::now(),
-                        in_flight: 1,
-                        seen_healthy: Some(Instant::now()),
-                        recycled: false,
-                    };
+                    let id = info.id.clone().unwrap_or_default();
+                    let mut state = self.state();
+                    // Calls still running on this very container keep counting: the health
+                    // check lapsing under a long call must not make it look idle to the reaper.
+                    let running = state
+                        .sandboxes
+                        .get(user)
+                        .filter(|e| e.container_id == id)
+                        .map_or(0, |e| e.in_flight);
+                    let created = parse_time(info.created.as_deref());
+                    let entry = Entry::new(id, name.clone(), created, running + 1);
                     let sandbox = self.handle(user, &entry, None);
-                    self.state().sandboxes.insert(user.to_owned(), entry);
+                    state.sandboxes.insert(user.to_owned(), entry);
+                    drop(state);
                     if !known {
                         info!(user, container = %sandbox.container_id, "adopted a running sandbox");
                     }
@@ -580,15 +603,7 @@ impl SandboxPool {
                 cleanup: cleanup.map(|e| e.to_string().into()),
             });
         }
-        let entry = Entry {
-            container_id: created.id,
-            name: name.to_owned(),
-            created: Some(SystemTime::now()),
-            last_active: Instant::now(),
-            in_flight: 1,
-            seen_healthy: Some(Instant::now()),
-            recycled: false,
-        };
+        let entry = Entry::new(created.id, name.to_owned(), Some(SystemTime::now()), 1);
         let sandbox = self.handle(user, &entry, recreated);
         self.state().sandboxes.insert(user.to_owned(), entry);
         info!(user, container = %sandbox.container_id, recreated = ?sandbox.recreated, "created a sandbox");
@@ -741,18 +756,11 @@ impl SandboxPool {
                 .unwrap_or_default();
             match self.inner.judge.verdict(&c) {
                 Verdict::Current => {
-                    let entry = Entry {
-                        container_id: id.clone(),
-                        name: self.name_of(&user),
-                        created: c
-                            .created
-                            .and_then(|s| u64::try_from(s).ok())
-                            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-                        last_active: Instant::now(),
-                        in_flight: 0,
-                        seen_healthy: Some(Instant::now()),
-                        recycled: false,
-                    };
+                    let created = c
+                        .created
+                        .and_then(|s| u64::try_from(s).ok())
+                        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+                    let entry = Entry::new(id.clone(), self.name_of(&user), created, 0);
                     self.state().sandboxes.insert(user.clone(), entry);
                     info!(user, container = %id, "adopted a sandbox at start-up");
                 }
