@@ -181,6 +181,19 @@ impl Row {
         self
     }
 
+    /// Notes (and records) how many of `samples` lost the seed's output: its `setsid` forks,
+    /// and the exec can end before the child has written.
+    pub fn seed_lost(self, lost: usize, samples: usize) -> Self {
+        let row = if lost > 0 {
+            self.note(format!(
+                "seed lost its output in {lost}/{samples} samples (setsid)"
+            ))
+        } else {
+            self
+        };
+        row.detail("seed_lost_output", lost)
+    }
+
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details.insert(key.to_owned(), value.into());
         self

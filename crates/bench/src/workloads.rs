@@ -155,15 +155,8 @@ async fn shell_echo_env(b: &Bench) -> Result<Row> {
         },
     )
     .await?;
-    let mut row = Row::new("shell_echo_env", &series);
-    if seed_lost > 0 {
-        row = row.note(format!(
-            "seed lost its output in {seed_lost}/{} samples (setsid)",
-            series.seed.len()
-        ));
-    }
-    Ok(row
-        .detail("seed_lost_output", seed_lost)
+    Ok(Row::new("shell_echo_env", &series)
+        .seed_lost(seed_lost, series.seed.len())
         .detail("library", "DockerExecutor::call_tool(\"shell\", {command: \"echo hi\"})")
         .detail(
             "seed",
@@ -423,18 +416,12 @@ async fn first_byte(b: &Bench) -> Result<Row> {
         }
     })
     .await?;
-    let mut row = Row::new("first_byte", &series).note(format!(
-        "`{FIRST_BYTE_CMD}`; library call ends after {:.0} ms",
-        median(&library_total)
-    ));
-    if seed_lost > 0 {
-        row = row.note(format!(
-            "seed lost output in {seed_lost}/{} samples (setsid)",
-            series.seed.len()
-        ));
-    }
-    Ok(row
-        .detail("seed_lost_output", seed_lost)
+    Ok(Row::new("first_byte", &series)
+        .note(format!(
+            "`{FIRST_BYTE_CMD}`; library call ends after {:.0} ms",
+            median(&library_total)
+        ))
+        .seed_lost(seed_lost, series.seed.len())
         .detail(
             "library",
             "ExecClient::run with ExecRequest::with_sink: first stdout chunk",

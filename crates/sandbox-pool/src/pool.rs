@@ -570,7 +570,7 @@ impl SandboxPool {
         name: &str,
         recreated: Option<Recreated>,
     ) -> Result<Lease, PoolError> {
-        let _slot = self.reserve(user).await?;
+        let slot = self.reserve(user).await?;
         let root = self.user_root(user);
         prepare_root(user, &root, self.sandbox_uid())?;
         let body = self.container_body(user, &root);
@@ -582,8 +582,12 @@ impl SandboxPool {
             .await
         {
             Ok(c) => c,
-            // Another pool process made it between our inspect and create: take theirs.
-            Err(e) if is_conflict(&e) => return Box::pin(self.ensure_locked(user)).await,
+            // Another pool process made it between our inspect and create: take theirs (the
+            // slot goes back first, or the retry would count itself twice).
+            Err(e) if is_conflict(&e) => {
+                drop(slot);
+                return Box::pin(self.ensure_locked(user)).await;
+            }
             Err(e) => {
                 return Err(unreachable_or("creating the sandbox", e, |source| {
                     PoolError::CreateContainer {
@@ -606,6 +610,7 @@ impl SandboxPool {
         let entry = Entry::new(created.id, name.to_owned(), Some(SystemTime::now()), 1);
         let sandbox = self.handle(user, &entry, recreated);
         self.state().sandboxes.insert(user.to_owned(), entry);
+        drop(slot);
         info!(user, container = %sandbox.container_id, recreated = ?sandbox.recreated, "created a sandbox");
         Ok(self.lease(sandbox))
     }

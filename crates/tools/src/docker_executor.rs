@@ -247,10 +247,7 @@ impl DockerExecutor {
     /// shell and run_python: `[stdout]`/`[stderr]`/`[exit N]` with the command's real code.
     async fn command(&self, tool: &str, req: ExecRequest, ctx: &CallContext) -> ToolResult {
         let timeout = req.timeout();
-        let ran = self.run(req, ctx).await;
-        // Commands write files too: measure the user root afresh at the next write.
-        self.shared.quota.record_write(&self.user);
-        match ran {
+        match self.run(req, ctx).await {
             Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
             Ok((outcome, lease)) => {
                 let code = outcome.exit_code();
