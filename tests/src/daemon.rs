@@ -142,7 +142,28 @@ impl SecondDaemon {
         self.wait_ready().await;
     }
 
+    /// Freezes the daemon (SIGSTOP): it keeps every connection and answers nothing, like a
+    /// daemon that hangs. Its containers run on.
+    pub fn freeze(&self) {
+        self.signal_daemon(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a frozen daemon run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal_daemon(rustix::process::Signal::CONT);
+    }
+
+    fn signal_daemon(&self, sig: rustix::process::Signal) {
+        if let Some(child) = &self.child
+            && let Ok(pid) = i32::try_from(child.id())
+        {
+            signal(pid, sig);
+        }
+    }
+
     fn stop(&mut self) {
+        // A frozen daemon could not act on SIGTERM.
+        self.thaw();
         if let Some(mut child) = self.child.take() {
             if let Ok(pid) = i32::try_from(child.id())
                 && let Some(pid) = rustix::process::Pid::from_raw(pid)

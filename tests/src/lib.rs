@@ -116,19 +116,31 @@ pub async fn force_remove(docker: &Docker, id: &str) {
 /// starts nothing in the container), one `args` string each, without the init and the
 /// container's main `sleep infinity`.
 pub async fn processes(docker: &Docker, container: &str) -> Vec<String> {
+    try_processes(docker, container)
+        .await
+        .unwrap_or_else(|| panic!("docker top: no container {container}"))
+}
+
+/// As [`processes`], or `None` when the container is gone.
+pub async fn try_processes(docker: &Docker, container: &str) -> Option<Vec<String>> {
     let top = docker
         .top_processes(
             container,
             Some(TopOptionsBuilder::new().ps_args("-o pid,stat,args").build()),
         )
-        .await
-        .expect("docker top");
-    top.processes
+        .await;
+    let top = match top {
+        Err(e) if sandbox_exec::docker::is_not_found(&e) => return None,
+        other => other.expect("docker top"),
+    };
+    let args = top
+        .processes
         .unwrap_or_default()
         .into_iter()
         .filter_map(|row| row.get(2).cloned())
         .filter(|args| !args.contains("docker-init") && args != "sleep infinity")
-        .collect()
+        .collect();
+    Some(args)
 }
 
 /// A running sandbox container made directly through the API (below the pool), removed on

@@ -8,23 +8,40 @@ use e2e_tests::{FakeHost, SecondDaemon, chown_to_sandbox, image, pool_config};
 use sandbox_pool::SandboxPool;
 use sandbox_tools::{CallContext, DockerExecutor, Executor};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn calls_survive_the_daemon_going_away_and_coming_back() {
-    let mut daemon = SecondDaemon::start().await;
+/// A second daemon with the image under test, and a pool of test `name` on it.
+async fn pool_on_a_second_daemon(name: &str) -> (SecondDaemon, SandboxPool, tempfile::TempDir) {
+    let daemon = SecondDaemon::start().await;
     daemon.load_image(&image()).await;
     let users = tempfile::tempdir().expect("users");
     let pool = SandboxPool::start_with_roots(
         daemon.client().await,
-        pool_config("daemon_restart"),
+        pool_config(name),
         users.path().to_path_buf(),
     )
     .await
     .expect("pool on the second daemon");
-    let root = pool.user_root("u");
+    (daemon, pool, users)
+}
+
+/// `user`'s root, made and given to the sandbox uid.
+fn root(pool: &SandboxPool, user: &str) -> std::path::PathBuf {
+    let root = pool.user_root(user);
     std::fs::create_dir_all(&root).expect("root");
     chown_to_sandbox(&root);
-    let tools = DockerExecutor::new(Arc::new(FakeHost::all()), pool.clone(), "u", root);
+    root
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_survive_the_daemon_going_away_and_coming_back() {
+    let (mut daemon, pool, _users) = pool_on_a_second_daemon("daemon_restart").await;
+    let tools = DockerExecutor::new(
+        Arc::new(FakeHost::all()),
+        pool.clone(),
+        "u",
+        root(&pool, "u"),
+    );
     let ctx = CallContext::new("t");
     let r = tools
         .call_tool("shell", json!({"command": "echo up"}), &ctx)
@@ -68,6 +85,95 @@ async fn calls_survive_the_daemon_going_away_and_coming_back() {
         .await;
     assert_eq!(r.content, "[stdout]\nback\n[exit 0]", "{r:?}");
     assert!(r.meta.recreated.is_some(), "{r:?}");
+    pool.shutdown(sandbox_pool::ShutdownPolicy::Remove)
+        .await
+        .expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel() {
+    let (daemon, pool, _users) = pool_on_a_second_daemon("daemon_frozen").await;
+    let root = |user: &str| root(&pool, user);
+    // File tools get 2 s, and writes a quota to check.
+    let config = sandbox_tools::ToolsConfig {
+        file_timeout: Duration::from_secs(2),
+        quotas: sandbox_tools::QuotaConfig {
+            disk_bytes_per_user: Some(sandbox_pool::bytesize::ByteSize::gib(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let tools = DockerExecutor::with_config(
+        Arc::new(FakeHost::all()),
+        pool.clone(),
+        config,
+        "u",
+        root("u"),
+    );
+    let ctx = CallContext::new("t");
+    let r = tools
+        .call_tool("shell", json!({"command": "echo up"}), &ctx)
+        .await;
+    assert_eq!(r.content, "[stdout]\nup\n[exit 0]");
+
+    daemon.freeze();
+    // A warm sandbox: the exec's creation hangs. A new user: the sandbox's inspection hangs. A
+    // write: the quota check, then the sandbox. Each ends at its deadline.
+    let other = tools.for_user("v", root("v"));
+    for (who, tools, tool, args) in [
+        (
+            "warm",
+            &tools,
+            "shell",
+            json!({"command": "echo hi", "timeout": 2}),
+        ),
+        (
+            "new user",
+            &other,
+            "shell",
+            json!({"command": "echo hi", "timeout": 2}),
+        ),
+        (
+            "write",
+            &tools,
+            "write",
+            json!({"path": "a.txt", "content": "x"}),
+        ),
+    ] {
+        let started = Instant::now();
+        let r = tools.call_tool(tool, args, &ctx).await;
+        let took = started.elapsed();
+        assert_eq!(r.exit_code, 124, "{who}: {r:?}");
+        assert!(
+            r.content.starts_with("[Error] command timed out after "),
+            "{who}: {r:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "{who}: answered after {took:?}"
+        );
+    }
+    let cancel = CancellationToken::new();
+    let cancelled = CallContext::new("t").with_cancel(cancel.clone());
+    let call = tools.call_tool("shell", json!({"command": "echo hi"}), &cancelled);
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+        Instant::now()
+    };
+    let (r, at) = tokio::join!(call, stop);
+    assert_eq!(r.exit_code, 130, "{r:?}");
+    assert!(at.elapsed() < Duration::from_secs(1), "{:?}", at.elapsed());
+
+    daemon.thaw();
+    let r = tools
+        .call_tool("shell", json!({"command": "echo back"}), &ctx)
+        .await;
+    assert_eq!(r.content, "[stdout]\nback\n[exit 0]", "{r:?}");
+    let r = other
+        .call_tool("shell", json!({"command": "echo back"}), &ctx)
+        .await;
+    assert_eq!(r.content, "[stdout]\nback\n[exit 0]", "{r:?}");
     pool.shutdown(sandbox_pool::ShutdownPolicy::Remove)
         .await
         .expect("shutdown");

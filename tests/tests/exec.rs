@@ -327,7 +327,10 @@ async fn the_runner_is_static_and_supervises_inside_the_image() {
         .exec()
         .run(
             &sb.id,
-            sh("/sandbox/bin/sandbox-runner version; id -u; cat /proc/$PPID/cmdline | tr '\\0' ' '; echo; ldd /sandbox/bin/sandbox-runner 2>&1"),
+            sh("/sandbox/bin/sandbox-runner version; id -u; cat /proc/$PPID/cmdline | tr '\\0' ' '; echo; \
+                stat -c '%a %U' /sandbox/bin/sandbox-runner; \
+                cat /sandbox/bin/sandbox-runner >/dev/null 2>&1 || echo unreadable; \
+                ls /proc/$PPID/fd >/dev/null 2>&1 || echo the supervisor is out of reach"),
         )
         .await
         .expect("run");
@@ -337,9 +340,21 @@ async fn the_runner_is_static_and_supervises_inside_the_image() {
         text.contains(&format!("\n{}\n", e2e_tests::SANDBOX_UID)),
         "{text}"
     );
-    // The command's parent is the supervisor.
+    // The command's parent is the supervisor, which the command cannot reach: the runner is
+    // executable but unreadable, so every runner process is non-dumpable.
     assert!(text.contains("/sandbox/bin/sandbox-runner run "), "{text}");
-    // Static, so it runs whatever the host's glibc was.
+    assert!(text.contains("\n711 root\nunreadable\n"), "{text}");
+    assert!(text.contains("the supervisor is out of reach"), "{text}");
+    // Static, so it runs whatever the host's glibc was (root may read it).
+    let ldd = sb
+        .exec()
+        .run(
+            &sb.id,
+            sh("ldd /sandbox/bin/sandbox-runner 2>&1").with_user("root"),
+        )
+        .await
+        .expect("run");
+    let text = ldd.stdout.to_string_lossy();
     assert!(
         text.contains("statically linked") || text.contains("not a dynamic executable"),
         "{text}"

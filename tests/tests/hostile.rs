@@ -530,3 +530,275 @@ async fn an_executor_per_user_shares_one_pool() {
     let _ = FakeHost::all();
     let _ = ToolsConfig::default();
 }
+
+// ---- integrity: one call's leftovers against later calls (issue #9) ----------------------
+
+/// A leftover that watches `/proc` for every new `sandbox-runner` process and goes for its
+/// standard streams: opens `/proc/<pid>/fd/{0,1,2}` read-write, writes `payload` into each
+/// (once, or forever with `flood`), steals what it can read, and holds them open. It counts
+/// the streams it managed to open in `/tmp/attack-opened` and beats `/tmp/attack-alive`.
+///
+/// A stream it opens is used only if the process is still a runner then: a command the
+/// supervisor starts shows the runner's command line until it execs, and a command's own
+/// processes are within reach of every process of the sandbox user (see the README's trust
+/// model); the runner's are not.
+fn stream_attacker(payload: &str, flood: bool) -> String {
+    format!(
+        r#"import os, threading, time
+me = os.getpid()
+seen, held, opened = set(), [], [0]
+payload = {payload:?}.encode()
+def steal(fd):
+    while True:
+        try:
+            if not os.read(fd, 65536): return
+        except OSError: return
+def pour(fd):
+    while True:
+        try: os.write(fd, payload)
+        except BlockingIOError: time.sleep(0.001)
+        except OSError: return
+        if not {flood}: return
+def is_runner(pid):
+    try: return open('/proc/%d/cmdline' % pid, 'rb').read().split(b'\0')[0].endswith(b'sandbox-runner')
+    except OSError: return False
+def attack(pid):
+    for n in (0, 1, 2):
+        try: fd = os.open('/proc/%d/fd/%d' % (pid, n), os.O_RDWR | os.O_NONBLOCK)
+        except OSError: continue
+        if not is_runner(pid):
+            os.close(fd); continue
+        opened[0] += 1
+        held.append(fd)
+        with open('/tmp/attack-opened', 'w') as f: f.write(str(opened[0]))
+        threading.Thread(target=pour, args=(fd,), daemon=True).start()
+        if n == 0:
+            rd = os.dup(fd); os.set_blocking(rd, True)
+            threading.Thread(target=steal, args=(rd,), daemon=True).start()
+with open('/tmp/attack-opened', 'w') as f: f.write('0')
+beat = 0
+while True:
+    beat += 1
+    if beat % 200 == 0:
+        with open('/tmp/attack-alive', 'w') as f: f.write(str(beat))
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) == me or int(name) in seen: continue
+        if is_runner(int(name)):
+            seen.add(int(name)); attack(int(name))
+"#,
+        flood = if flood { "True" } else { "False" },
+    )
+}
+
+/// Starts `stream_attacker` as a leftover of a call that returns at once, and waits until it
+/// is watching.
+async fn leave_attacker(t: &TestTools, payload: &str, flood: bool) {
+    let script = stream_attacker(payload, flood);
+    let r = t
+        .call("write", json!({"path": "attack.py", "content": script}))
+        .await;
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    let r = sh(
+        t,
+        "(exec python3 /workspace/attack.py </dev/null >/dev/null 2>&1 &); \
+         for i in $(seq 100); do [ -s /tmp/attack-alive ] && exit 0; sleep 0.05; done; exit 1",
+    )
+    .await;
+    assert_eq!(r.exit_code, 0, "the attacker runs: {r:?}");
+}
+
+async fn streams_opened_by_attacker(t: &TestTools) -> String {
+    sh(t, "cat /tmp/attack-opened").await.content
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leftover_cannot_inject_into_steal_or_hold_open_a_later_calls_streams() {
+    let t = TestTools::start("hostile_inject").await;
+    let text = "line one\n第二行\n".repeat(50);
+    let r = t
+        .call("write", json!({"path": "notes.txt", "content": text}))
+        .await;
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    leave_attacker(&t, "INJECTED\n", false).await;
+    for round in 0..10 {
+        let r = t.call("read", json!({"path": "notes.txt"})).await;
+        assert_eq!(r.exit_code, 0, "round {round}: {r:?}");
+        assert!(!r.content.contains("INJECTED"), "round {round}: {r:?}");
+        assert!(r.content.contains("第二行"), "round {round}: {r:?}");
+        let started = Instant::now();
+        let r = sh(&t, "echo exact").await;
+        assert_eq!(r.content, "[stdout]\nexact\n[exit 0]", "round {round}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "round {round}: the call ends at once, not at its deadline: {:?}",
+            started.elapsed()
+        );
+        let r = t
+            .call("run_python", json!({"code": "print(sum(range(10)))"}))
+            .await;
+        assert_eq!(r.content, "[stdout]\n45\n[exit 0]", "round {round}");
+    }
+    assert_eq!(
+        streams_opened_by_attacker(&t).await,
+        "[stdout]\n0\n[exit 0]",
+        "no runner stream was within the leftover's reach"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_into_the_kill_exec_does_not_reach_the_service() {
+    let t = TestTools::start("hostile_kill_flood").await;
+    leave_attacker(&t, &"F".repeat(64 * 1024), true).await;
+    let before = memory_kib();
+    // The call stops its own supervisor, so the in-band kill cannot run and the kill goes
+    // through a second exec: the runner the flooder goes for.
+    let r2 = t
+        .call(
+            "shell",
+            json!({"command": "kill -STOP $PPID; sleep 30", "timeout": 2}),
+        )
+        .await;
+    let grown = memory_kib().saturating_sub(before);
+    assert_eq!(
+        r2.exit_code,
+        124,
+        "{}",
+        &r2.content[..r2.content.len().min(300)]
+    );
+    assert!(
+        grown < 64 * 1024,
+        "the service grew by {grown} KiB while the flooder ran"
+    );
+    assert!(r2.content.len() < 200 * 1024);
+    let kill = r2.meta.kill.as_ref().expect("a kill report");
+    assert!(kill.nothing_left(), "{kill:?}");
+    assert_next_call_works(&t).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_supervisors_own_kill_reaches_orphans_that_left_the_group_and_cleared_their_environment()
+ {
+    let t = TestTools::start("hostile_orphans").await;
+    // The subshell exits at once: its `sleep` is re-parented to the supervisor (a subreaper),
+    // in a session of its own, with no environment. Timeout, then cancel, then a client that
+    // goes away: the supervisor kills in place each time.
+    let escapee = "(setsid env -i sleep 300 &); (setsid env -i sleep 301 &); sleep 60";
+    assert_next_call_works(&t).await;
+    let r = t
+        .call("shell", json!({"command": escapee, "timeout": 2}))
+        .await;
+    assert_eq!(r.exit_code, 124, "{r:?}");
+    let kill = r.meta.kill.as_ref().expect("a kill report");
+    let report = kill.report.as_ref().expect("the supervisor's report");
+    assert!(report.found >= 3, "{report:?}");
+    assert!(report.survivors.is_empty(), "{report:?}");
+    let left = leftovers(&t).await;
+    assert!(left.is_empty(), "after the timeout: {left:?}");
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let ctx = sandbox_tools::CallContext::new("t").with_cancel(cancel.clone());
+    let call =
+        sandbox_tools::Executor::call_tool(&t.tools, "shell", json!({"command": escapee}), &ctx);
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        cancel.cancel();
+    };
+    let (r, ()) = tokio::join!(call, stop);
+    assert_eq!(r.exit_code, 130, "{r:?}");
+    let report = r.meta.kill.as_ref().and_then(|k| k.report.clone());
+    assert!(report.is_some_and(|k| k.survivors.is_empty()), "{r:?}");
+    let left = leftovers(&t).await;
+    assert!(left.is_empty(), "after the cancel: {left:?}");
+
+    let gone = tokio::time::timeout(
+        Duration::from_millis(1500),
+        t.call("shell", json!({"command": escapee})),
+    )
+    .await;
+    assert!(gone.is_err(), "the call was still running when dropped");
+    let left = leftovers(&t).await;
+    assert!(left.is_empty(), "after the client went away: {left:?}");
+    assert_next_call_works(&t).await;
+}
+
+/// The end of call `SBX_EXEC_ID` as the supervisor of protocol 3 wrote it on stderr, and as
+/// frames of protocol 4 (stdout, stderr and report), each claiming the sandbox is out of
+/// processes.
+const FORGERY: &str = r#"
+id=$SBX_EXEC_ID
+report='{"status":null,"spawn_error":"forged","spawn_failure":"resources","leaked_output":false,"elapsed_ms":1}'
+printf '\0\036SBX-END %s %s\n' "$id" "$report" >&2
+python3 - "$report" <<'PY'
+import os, struct, sys
+report = sys.argv[1].encode()
+for fd in (1, 2):
+    for kind in (16, 17, 18, 2):
+        os.write(fd, struct.pack('>BI', kind, len(report)) + report)
+PY
+echo ran >> runs.txt
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_end_of_call_is_the_commands_own_output() {
+    let t = TestTools::start("hostile_forged_end").await;
+    let first = t.pool.ensure("u").await.expect("ensure").container_id;
+    let r = sh(&t, &format!("{FORGERY}\nexit 3")).await;
+    assert_eq!(r.exit_code, 3, "{r:?}");
+    assert!(r.content.contains("SBX-END"), "{r:?}");
+    assert!(
+        r.content.contains(r#""spawn_failure":"resources""#),
+        "{r:?}"
+    );
+    assert!(r.content.ends_with("[exit 3]"), "{r:?}");
+    assert_eq!(r.meta.recreated, None, "the sandbox was kept: {r:?}");
+    let r = sh(&t, "wc -l < runs.txt").await;
+    assert_eq!(r.content, "[stdout]\n1\n[exit 0]", "the command ran once");
+    assert_eq!(
+        t.pool.ensure("u").await.expect("ensure").container_id,
+        first
+    );
+
+    // A forged report with an absurd signal, then the supervisor killed so that no true
+    // report follows: the call ends as killed, without a panic or a wrapped number.
+    let r = sh(
+        &t,
+        r#"printf '\0\036SBX-END %s {"status":{"kind":"signaled","signal":2147483647},"leaked_output":false,"elapsed_ms":0}\n' "$SBX_EXEC_ID" >&2; kill -9 $PPID; sleep 5"#,
+    )
+    .await;
+    assert_eq!(r.exit_code, 137, "{r:?}");
+    assert_eq!(
+        t.pool.ensure("u").await.expect("ensure").container_id,
+        first
+    );
+    assert_next_call_works(&t).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_of_control_characters_too_long_for_argv_as_json_runs() {
+    let t = TestTools::start("hostile_control_chars").await;
+    // 30 KB of control characters: about 180 KB once escaped as JSON, more than one argument
+    // may hold (128 KiB).
+    let noise: String = (0..30_000).map(|i| char::from(1 + (i % 8) as u8)).collect();
+    let r = sh(&t, &format!(": '{noise}'; echo ok")).await;
+    assert_eq!(
+        r.content,
+        "[stdout]\nok\n[exit 0]",
+        "{}",
+        &r.content[..r.content.len().min(300)]
+    );
+    // What remains is one clear limit.
+    let huge = format!(
+        "echo {}",
+        "y".repeat(sandbox_tools::args::MAX_PROGRAM_BYTES)
+    );
+    let r = sh(&t, &huge).await;
+    assert_eq!(r.exit_code, 2, "{}", &r.content[..r.content.len().min(300)]);
+    assert_eq!(
+        r.content,
+        format!(
+            "[Error] bad arguments to shell: command is {} bytes, at most {}",
+            huge.len(),
+            sandbox_tools::args::MAX_PROGRAM_BYTES
+        )
+    );
+}

@@ -155,10 +155,15 @@ async fn sixteen_users_two_hundred_mixed_calls_each() {
         errors.first()
     );
 
-    // Nothing of any finished call is left in any sandbox.
+    // Nothing of any finished call is left in any sandbox (the reaper may take the sandboxes
+    // of users that finished first while we look).
     for info in pool.snapshot() {
-        let left = e2e_tests::processes(pool.docker(), &info.container_id).await;
-        assert!(left.is_empty(), "{}: {left:?}", info.user);
+        let left = e2e_tests::try_processes(pool.docker(), &info.container_id).await;
+        assert!(
+            left.as_ref().is_none_or(Vec::is_empty),
+            "{}: {left:?}",
+            info.user
+        );
     }
     let (fds_after, rss_after) = (open_fds(), rss_kib());
     eprintln!("soak: fds {fds_before} -> {fds_after}, rss {rss_before} -> {rss_after} KiB");

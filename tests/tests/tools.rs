@@ -315,6 +315,12 @@ async fn routing_unknown_tools_and_host_tools() {
 #[tokio::test(flavor = "multi_thread")]
 async fn timeout_and_cancel_answer_the_seeds_messages_and_kill_everything() {
     let t = TestTools::start("tools_timeout").await;
+    // The deadline covers the whole call, making the sandbox included: make it first, so the
+    // second counts for the command alone.
+    assert_eq!(
+        t.call("shell", json!({"command": "true"})).await.exit_code,
+        0
+    );
     let r = t
         .call(
             "shell",

@@ -1,10 +1,11 @@
-//! Capped capture of one output stream, and the scanner that takes the runner's trailer off
-//! the end of stderr.
+//! Capped capture of one output stream, and the reader of the supervisor's framed stdout.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use sandbox_protocol::{RunReport, TRAILER_MARKER};
+use sandbox_protocol::{RunReport, frame};
+
+use crate::request::StreamKind;
 
 /// How much of each stream a call keeps. Output beyond `head + tail` bytes is dropped from
 /// the middle and counted, so memory stays bounded whatever the command prints.
@@ -126,85 +127,96 @@ impl Captured {
     }
 }
 
-/// Takes the supervisor's trailer (`MARKER <exec id> <json>\n`) off the end of stderr.
+/// How much of the runner's own words (its stderr, or what the runtime wrote instead of
+/// frames) a call keeps: enough for an error message.
+pub(crate) const DIAGNOSTIC_BYTES: usize = 4096;
+
+/// A capture that keeps the first [`DIAGNOSTIC_BYTES`] and counts the rest.
+pub(crate) fn diagnostic() -> Captured {
+    Captured::new(OutputCaps::new(DIAGNOSTIC_BYTES, 0))
+}
+
+/// The supervisor's stdout, read as frames: the command's two streams (capped) and the
+/// supervisor's report.
 ///
-/// The trailer is the last thing the supervisor writes, but Docker frames are not writes: the
-/// marker can arrive split across two frames. The scanner therefore holds back any stderr
-/// suffix that could be the start of the marker until the next chunk decides.
+/// Only the supervisor writes this stream, so the command's bytes can only ever arrive inside
+/// output frames. Anything that is not a well-formed frame of a kind the host takes, within its
+/// size limit, breaks the stream: nothing after it is trusted, and the first bytes that broke
+/// it are kept (when the runner never started, the runtime writes its error there).
 #[derive(Debug)]
-pub struct TrailerScanner {
-    marker: Vec<u8>,
-    held: Vec<u8>,
-    trailer: Option<Vec<u8>>,
+pub(crate) struct Frames {
+    decoder: frame::Decoder,
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+    pub(crate) report: Option<RunReport>,
+    /// Why the stream stopped being read as frames.
+    pub(crate) broken: Option<String>,
+    /// What came where a frame should have.
+    pub(crate) unframed: Captured,
 }
 
-/// The trailer is a short JSON line; more than this after the marker is not ours.
-const MAX_TRAILER: usize = 64 * 1024;
-
-impl TrailerScanner {
-    /// A scanner for the call `exec_id`.
-    pub fn new(exec_id: &str) -> Self {
-        let mut marker = TRAILER_MARKER.to_vec();
-        marker.extend_from_slice(exec_id.as_bytes());
-        marker.push(b' ');
+impl Frames {
+    pub(crate) fn new(caps: OutputCaps) -> Self {
         Self {
-            marker,
-            held: Vec::new(),
-            trailer: None,
+            decoder: frame::Decoder::new(frame::to_host_limit),
+            stdout: Captured::new(caps),
+            stderr: Captured::new(caps),
+            report: None,
+            broken: None,
+            unframed: diagnostic(),
         }
     }
 
-    /// Feeds a stderr chunk; returns the part that is command output.
-    pub fn feed(&mut self, chunk: Bytes) -> Bytes {
-        if let Some(trailer) = &mut self.trailer {
-            if trailer.len() < MAX_TRAILER {
-                trailer.extend_from_slice(&chunk);
+    /// Feeds bytes of the stream; `emit` gets each output frame as it completes.
+    pub(crate) fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(StreamKind, &Bytes)) {
+        if self.broken.is_some() {
+            self.unframed.push(bytes);
+            return;
+        }
+        if self.report.is_some() {
+            return self.break_with("bytes after the report".to_owned());
+        }
+        self.decoder.push(bytes);
+        loop {
+            match self.decoder.next_frame() {
+                Ok(None) => return,
+                Ok(Some((kind, payload))) => {
+                    let payload = Bytes::from(payload);
+                    match kind {
+                        frame::STDOUT => {
+                            emit(StreamKind::Stdout, &payload);
+                            self.stdout.push(&payload);
+                        }
+                        frame::STDERR => {
+                            emit(StreamKind::Stderr, &payload);
+                            self.stderr.push(&payload);
+                        }
+                        _ => return self.take_report(&payload),
+                    }
+                }
+                Err(e) => return self.break_with(e.to_string()),
             }
-            return Bytes::new();
         }
-        let data = if self.held.is_empty() {
-            chunk
-        } else {
-            let mut joined = std::mem::take(&mut self.held);
-            joined.extend_from_slice(&chunk);
-            Bytes::from(joined)
-        };
-        if let Some(at) = find(&data, &self.marker) {
-            self.trailer = Some(data[at + self.marker.len()..].to_vec());
-            return data.slice(..at);
-        }
-        let keep = (1..self.marker.len().min(data.len() + 1))
-            .rev()
-            .find(|&k| data.ends_with(&self.marker[..k]))
-            .unwrap_or(0);
-        self.held = data[data.len() - keep..].to_vec();
-        data.slice(..data.len() - keep)
     }
 
-    /// At end of stream: the held-back bytes (command output after all) and the parsed
-    /// trailer, if one arrived whole.
-    pub fn finish(self) -> (Bytes, Option<RunReport>) {
-        let report = self.trailer.and_then(|t| {
-            let line = t.strip_suffix(b"\n").unwrap_or(&t);
-            serde_json::from_slice(line).ok()
-        });
-        (Bytes::from(self.held), report)
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    // Every marker starts with NUL, which text output practically never holds: jump between
-    // NULs instead of comparing at every position.
-    let first = *needle.first()?;
-    let mut from = 0;
-    while let Some(i) = haystack[from..].iter().position(|&b| b == first) {
-        let at = from + i;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
+    fn take_report(&mut self, json: &[u8]) {
+        let report = serde_json::from_slice::<RunReport>(json)
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.check().map(|()| r).map_err(str::to_owned));
+        match report {
+            Ok(r) => self.report = Some(r),
+            Err(e) => self.break_with(format!("malformed report: {e}")),
         }
-        from = at + 1;
+        if self.decoder.pending() > 0 {
+            self.break_with("bytes after the report".to_owned());
+        }
     }
-    None
+
+    fn break_with(&mut self, why: String) {
+        self.unframed.push(self.decoder.rest());
+        self.broken = Some(why);
+        self.report = None;
+    }
 }
 
 #[cfg(test)]
@@ -239,48 +251,76 @@ mod tests {
         assert_eq!(big.total(), 1000);
     }
 
-    fn trailer(id: &str) -> Vec<u8> {
+    fn report(code: u8) -> Vec<u8> {
         let report = RunReport {
-            status: Some(ExitStatus::Exited { code: 3 }),
+            status: Some(ExitStatus::Exited { code }),
             spawn_error: None,
             spawn_failure: None,
             kill: None,
             leaked_output: false,
             elapsed_ms: 5,
         };
-        let mut t = TRAILER_MARKER.to_vec();
-        t.extend_from_slice(format!("{id} ").as_bytes());
-        t.extend_from_slice(serde_json::to_string(&report).expect("json").as_bytes());
-        t.push(b'\n');
-        t
+        frame::encode(frame::REPORT, &serde_json::to_vec(&report).expect("json"))
+    }
+
+    fn read(stream: &[u8], cut: usize) -> (Frames, Vec<(StreamKind, Vec<u8>)>) {
+        let mut frames = Frames::new(OutputCaps::default());
+        let mut live = Vec::new();
+        for part in [&stream[..cut], &stream[cut..]] {
+            frames.push(part, |kind, bytes| live.push((kind, bytes.to_vec())));
+        }
+        (frames, live)
     }
 
     #[test]
-    fn trailer_is_found_even_when_split_at_every_byte() {
-        let mut stream = b"err\0or text\n".to_vec();
-        stream.extend(trailer("abc"));
-        for split in 0..stream.len() {
-            let mut s = TrailerScanner::new("abc");
-            let mut out = s.feed(Bytes::copy_from_slice(&stream[..split])).to_vec();
-            out.extend_from_slice(&s.feed(Bytes::copy_from_slice(&stream[split..])));
-            let (rest, report) = s.finish();
-            out.extend_from_slice(&rest);
-            assert_eq!(out, b"err\0or text\n", "split at {split}");
+    fn output_and_report_arrive_whatever_the_cuts() {
+        let mut stream = frame::encode(frame::STDOUT, b"out\0put");
+        stream.extend(frame::encode(frame::STDERR, b"err"));
+        stream.extend(report(3));
+        for cut in 0..stream.len() {
+            let (frames, live) = read(&stream, cut);
+            assert_eq!(frames.stdout.to_vec(), b"out\0put", "cut at {cut}");
+            assert_eq!(frames.stderr.to_vec(), b"err");
             assert_eq!(
-                report.expect("report").status,
+                frames.report.expect("report").status,
                 Some(ExitStatus::Exited { code: 3 })
             );
+            assert!(frames.broken.is_none());
+            assert_eq!(live.len(), 2);
         }
     }
 
     #[test]
-    fn another_calls_trailer_is_plain_output() {
-        let mut s = TrailerScanner::new("mine");
-        let other = trailer("theirs");
-        let mut out = s.feed(Bytes::from(other.clone())).to_vec();
-        let (rest, report) = s.finish();
-        out.extend_from_slice(&rest);
-        assert_eq!(out, other);
-        assert!(report.is_none());
+    fn a_forged_report_inside_output_is_output() {
+        let forged = report(0);
+        let mut stream = frame::encode(frame::STDERR, &forged);
+        stream.extend(report(3));
+        let (frames, _) = read(&stream, 7);
+        assert_eq!(frames.stderr.to_vec(), forged);
+        assert_eq!(
+            frames.report.expect("the real one").status,
+            Some(ExitStatus::Exited { code: 3 })
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_frame_breaks_the_stream_and_is_kept_for_the_error() {
+        let text = b"OCI runtime exec failed: resource temporarily unavailable";
+        let (frames, _) = read(text, 10);
+        assert!(frames.broken.is_some());
+        assert!(frames.report.is_none());
+        assert_eq!(frames.unframed.to_vec(), text);
+        let mut stream = report(0);
+        stream.extend(frame::encode(frame::STDOUT, b"late"));
+        let (frames, _) = read(&stream, stream.len());
+        assert!(frames.report.is_none(), "nothing may follow the report");
+        let bad = frame::encode(frame::REPORT, br#"{"status":{"kind":"signaled","signal":2147483647},"leaked_output":false,"elapsed_ms":0}"#);
+        let (frames, _) = read(&bad, 0);
+        assert!(
+            frames
+                .broken
+                .as_deref()
+                .is_some_and(|b| b.starts_with("malformed report"))
+        );
     }
 }

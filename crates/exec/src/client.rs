@@ -18,7 +18,7 @@ use sandbox_protocol::{
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
-use crate::capture::{Captured, TrailerScanner};
+use crate::capture::{Frames, diagnostic};
 use crate::docker::{is_not_found, is_unreachable};
 use crate::error::ExecError;
 use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
@@ -41,9 +41,11 @@ const KILL_FALLBACK_AFTER: Duration = Duration::from_secs(1);
 const POST_KILL_WAIT: Duration = Duration::from_secs(2);
 /// Upper bound on the kill exec itself (it has its own rounds and grace inside).
 const KILL_EXEC_TIMEOUT: Duration = Duration::from_secs(20);
+/// Upper bound on the daemon creating and starting the kill exec.
+const KILL_EXEC_START_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read buffer of the attached stream (frames are at most 32 KiB).
 const STREAM_BUFFER: usize = 64 * 1024;
-/// Backoff for `inspect_exec` right after a stream ended without a trailer: the daemon may not
+/// Backoff for `inspect_exec` right after a stream ended without a report: the daemon may not
 /// have recorded the exit yet.
 const INSPECT_BACKOFF_MS: [u64; 6] = [0, 5, 10, 20, 40, 80];
 /// Checks of the container's state after a call ended by SIGKILL (325 ms in all; a force
@@ -85,6 +87,8 @@ pub struct ExecClient {
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type ExecOutput = Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>;
+type ExecInput = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 /// Polls the future if there is one, else never completes (a disabled `select!` branch).
 async fn maybe<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
@@ -124,35 +128,243 @@ impl ExecClient {
     /// Runs `req` in `container` and waits for its outcome.
     ///
     /// Errors are failures before the command started (no such container, daemon down);
-    /// everything after, including a sandbox lost mid-call, is an [`Outcome`].
+    /// everything after, including a sandbox lost mid-call, is an [`Outcome`]. The deadline
+    /// and the cancellation cover the whole call: a daemon that does not answer the exec's
+    /// creation, or the questions asked after the call, makes a timed-out or cancelled outcome,
+    /// not a wait.
     #[tracing::instrument(name = "exec", skip_all, fields(container = %container, exec_id))]
     pub async fn run(&self, container: &str, req: ExecRequest) -> Result<Outcome, ExecError> {
         let started = Instant::now();
+        let deadline = req
+            .deadline
+            .map_or(started + req.timeout, |d| d.min(started + req.timeout));
         let exec_id = uuid::Uuid::new_v4().simple().to_string();
         tracing::Span::current().record("exec_id", exec_id.as_str());
-        let mut stdout = Captured::new(req.caps);
-        let mut stderr = Captured::new(req.caps);
+        let not_started = |termination| Outcome {
+            exec_id: exec_id.clone(),
+            ..Outcome::not_started(termination, started.elapsed())
+        };
         if req.cancel.is_cancelled() {
-            return Ok(Outcome {
-                exec_id,
-                termination: Termination::Cancelled,
-                stdout,
-                stderr,
-                duration: started.elapsed(),
-                kill: None,
-                leaked_output: false,
-                spawn_error: None,
+            return Ok(not_started(Termination::Cancelled));
+        }
+        let wake = tokio::time::Instant::from_std(deadline);
+        // Dropping a start that is under way closes the exec's stdin: a supervisor that the
+        // daemon starts after all reads end-of-file instead of a request, and exits.
+        let (docker_exec_id, mut output, input) = tokio::select! {
+            biased;
+            _ = req.cancel.cancelled() => return Ok(not_started(Termination::Cancelled)),
+            _ = tokio::time::sleep_until(wake) => return Ok(not_started(Termination::TimedOut)),
+            attached = self.start_supervisor(container, &exec_id, &req) => attached?,
+        };
+
+        let (orders, orders_rx) = tokio::sync::mpsc::unbounded_channel();
+        let request = self.run_request(&req, deadline);
+        let mut feeder: Option<BoxFuture<'_, std::io::Result<()>>> =
+            Some(Box::pin(feed(input, request, req.stdin.clone(), orders_rx)));
+        let sink = req.sink.clone();
+        let emit = |stream: StreamKind, bytes: &Bytes| {
+            if let Some(sink) = &sink {
+                sink.on_output(OutputChunk {
+                    stream,
+                    bytes: bytes.clone(),
+                });
+            }
+        };
+        let mut frames = Frames::new(req.caps);
+        // The supervisor's own stderr: only its complaints about a request it could not take.
+        let mut complaints = diagnostic();
+        let mut stop: Option<(Stop, Instant)> = None;
+        let mut fallback: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut exec_kill: Option<BoxFuture<'_, KillSummary>> = None;
+        let mut kill: Option<KillSummary> = None;
+        let mut post_kill: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut stream_err: Option<DockerError> = None;
+        let mut stream_done = false;
+        let deadline_passes = tokio::time::sleep_until(wake);
+        tokio::pin!(deadline_passes);
+
+        loop {
+            if stream_done && exec_kill.is_none() {
+                break;
+            }
+            // Biased, with the stops first: a flood of output must not delay a cancel.
+            tokio::select! {
+                biased;
+                _ = req.cancel.cancelled(), if stop.is_none() => {
+                    debug!("cancelled; killing the call");
+                    stop = Some((Stop::Cancelled, Instant::now()));
+                    fallback = Some(self.order_kill(&orders));
+                }
+                _ = &mut deadline_passes, if stop.is_none() => {
+                    debug!("deadline passed; killing the call");
+                    stop = Some((Stop::TimedOut, Instant::now()));
+                    fallback = Some(self.order_kill(&orders));
+                }
+                _ = maybe(&mut fallback) => {
+                    // The supervisor did not end the call (stopped, or dead without closing the
+                    // stream): kill through a second exec.
+                    warn!("the in-band kill did not end the call; killing through a second exec");
+                    fallback = None;
+                    exec_kill = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
+                }
+                summary = maybe(&mut exec_kill) => {
+                    exec_kill = None;
+                    kill = Some(summary);
+                    post_kill = Some(Box::pin(tokio::time::sleep(POST_KILL_WAIT)));
+                }
+                _ = maybe(&mut post_kill) => {
+                    warn!("output stream still open after the kill; giving up on it");
+                    break;
+                }
+                res = maybe(&mut feeder) => {
+                    feeder = None;
+                    if let Err(e) = res {
+                        // The call ended, or the command closed stdin before reading all of it.
+                        debug!(error = %e, "control channel closed");
+                    }
+                }
+                item = output.next(), if !stream_done => match item {
+                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                        frames.push(&message, emit);
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => complaints.push(&message),
+                    Some(Ok(LogOutput::StdIn { .. })) => {}
+                    Some(Err(e)) => {
+                        stream_err = Some(e);
+                        stream_done = true;
+                    }
+                    None => stream_done = true,
+                },
+            }
+        }
+        drop(output);
+        drop(feeder);
+        drop(exec_kill);
+
+        let Frames {
+            stdout,
+            mut stderr,
+            report,
+            broken,
+            unframed,
+            ..
+        } = frames;
+        if complaints.total() > 0 {
+            warn!(said = %complaints.to_string_lossy(), "the supervisor complained");
+            stderr.push(complaints.to_string_lossy().as_bytes());
+        }
+        let leaked_output = report.as_ref().is_some_and(|r| r.leaked_output);
+        let spawn_error = report.as_ref().and_then(|r| r.spawn_error.clone());
+        if let Some(r) = &report
+            && r.spawn_failure == Some(SpawnFailure::Resources)
+        {
+            return Err(ExecError::SandboxUnusable {
+                container: container.to_owned(),
+                reason: r.spawn_error.clone().unwrap_or_default(),
             });
         }
+        if let (Some((_, at)), Some((cause, found))) =
+            (stop, report.as_ref().and_then(|r| r.kill.clone()))
+        {
+            debug!(?cause, "the supervisor killed the call");
+            kill = Some(KillSummary {
+                report: Some(found),
+                error: None,
+                elapsed: at.elapsed(),
+            });
+        }
+        let stopped = |s: Stop| match s {
+            Stop::TimedOut => Termination::TimedOut,
+            Stop::Cancelled => Termination::Cancelled,
+        };
+        let termination = match (stop.map(|(s, _)| s), report) {
+            (Some(s), _) => stopped(s),
+            (None, Some(report)) => match from_report(&report) {
+                // The kernel SIGKILLs every process when a container dies, and the supervisor
+                // may still get its report out: tell that apart from a plain `kill -9`.
+                Termination::Signaled { signal: 9 } => {
+                    match within(&req, wake, self.container_lost(container)).await {
+                        Ok(lost) => lost.unwrap_or(Termination::Signaled { signal: 9 }),
+                        Err(_) => Termination::Signaled { signal: 9 },
+                    }
+                }
+                other => other,
+            },
+            (None, None) => {
+                match within(
+                    &req,
+                    wake,
+                    self.diagnose(container, &docker_exec_id, stream_err),
+                )
+                .await
+                {
+                    Err(s) => stopped(s),
+                    // The runtime's "cannot execute": the runner never started.
+                    Ok(Termination::Exited { code: 126 }) => {
+                        return Err(ExecError::SandboxUnusable {
+                            container: container.to_owned(),
+                            reason: unframed.to_string_lossy().trim().to_owned(),
+                        });
+                    }
+                    Ok(lost @ Termination::SandboxLost { .. }) => lost,
+                    Ok(_) if broken.is_some() => Termination::SandboxLost {
+                        reason: LostReason::RunnerBroke {
+                            detail: broken.unwrap_or_default(),
+                        },
+                    },
+                    Ok(died) => {
+                        // The supervisor died without a word (a process of the call killed it)
+                        // while the container runs: nothing bounds what the call started any
+                        // more, so it is killed now.
+                        kill = Some(
+                            self.kill_call(container, req.user.as_deref(), &exec_id)
+                                .await,
+                        );
+                        died
+                    }
+                }
+            }
+        };
+        let outcome = Outcome {
+            exec_id,
+            termination,
+            stdout,
+            stderr,
+            duration: started.elapsed(),
+            kill,
+            leaked_output,
+            spawn_error,
+        };
+        debug!(
+            termination = ?outcome.termination,
+            duration_ms = outcome.duration.as_millis() as u64,
+            stdout_bytes = outcome.stdout.total(),
+            stderr_bytes = outcome.stderr.total(),
+            "exec finished"
+        );
+        Ok(outcome)
+    }
 
-        let run = RunRequest {
+    /// The request the supervisor gets as its first frame.
+    fn run_request(&self, req: &ExecRequest, deadline: Instant) -> RunRequest {
+        let left = deadline.saturating_duration_since(Instant::now());
+        RunRequest {
             version: PROTOCOL_VERSION,
             program: req.program.clone(),
             cwd: req.working_dir.clone(),
-            drain_ms: self.options.drain.as_millis() as u64,
-            deadline_ms: Some((req.timeout + self.options.backstop_slack).as_millis() as u64),
-            grace_ms: self.options.kill_grace.as_millis() as u64,
-        };
+            drain_ms: millis(self.options.drain),
+            deadline_ms: Some(millis(left + self.options.backstop_slack)),
+            grace_ms: millis(self.options.kill_grace),
+        }
+    }
+
+    /// Creates and starts the supervisor's exec, attached.
+    async fn start_supervisor(
+        &self,
+        container: &str,
+        exec_id: &str,
+        req: &ExecRequest,
+    ) -> Result<(String, ExecOutput, ExecInput), ExecError> {
         let mut env: Vec<String> = req
             .env
             .iter()
@@ -161,8 +373,8 @@ impl ExecClient {
             .collect();
         env.push(format!("{EXEC_ID_ENV}={exec_id}"));
         let config = ExecConfig {
-            // Always: stdin is the runner's control channel (the command's stdin travels in
-            // it as frames, and so does the kill order).
+            // Always: stdin is the runner's control channel (the request travels in it, then
+            // the command's stdin as frames, and the kill order).
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -171,7 +383,7 @@ impl ExecClient {
             cmd: Some(vec![
                 self.options.runner_path.clone(),
                 cmd::RUN.to_owned(),
-                serde_json::to_string(&run).expect("RunRequest serializes"),
+                exec_id.to_owned(),
             ]),
             user: req.user.clone(),
             // The runner enters the working directory itself (see `RunRequest::cwd`); the
@@ -208,167 +420,13 @@ impl ExecClient {
                     }
                 })
             })?;
-        let StartExecResults::Attached { mut output, input } = attached else {
-            return Err(ExecError::NotAttached {
+        match attached {
+            StartExecResults::Attached { output, input } => Ok((docker_exec_id, output, input)),
+            StartExecResults::Detached => Err(ExecError::NotAttached {
                 container: container.to_owned(),
                 docker_exec_id,
-            });
-        };
-
-        let (orders, orders_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut feeder: Option<BoxFuture<'_, std::io::Result<()>>> =
-            Some(Box::pin(feed(input, req.stdin.clone(), orders_rx)));
-        let sink = req.sink.clone();
-        let emit = |stream: StreamKind, bytes: &Bytes| {
-            if let Some(sink) = &sink {
-                sink.on_output(OutputChunk {
-                    stream,
-                    bytes: bytes.clone(),
-                });
-            }
-        };
-        let mut trailer = TrailerScanner::new(&exec_id);
-        let mut stop: Option<(Stop, Instant)> = None;
-        let mut fallback: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        let mut exec_kill: Option<BoxFuture<'_, KillSummary>> = None;
-        let mut kill: Option<KillSummary> = None;
-        let mut post_kill: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        let mut stream_err: Option<DockerError> = None;
-        let mut stream_done = false;
-        let deadline = tokio::time::sleep_until((started + req.timeout).into());
-        tokio::pin!(deadline);
-
-        loop {
-            if stream_done && exec_kill.is_none() {
-                break;
-            }
-            // Biased, with the stops first: a flood of output must not delay a cancel.
-            tokio::select! {
-                biased;
-                _ = req.cancel.cancelled(), if stop.is_none() => {
-                    debug!("cancelled; killing the call");
-                    stop = Some((Stop::Cancelled, Instant::now()));
-                    fallback = Some(self.order_kill(&orders));
-                }
-                _ = &mut deadline, if stop.is_none() => {
-                    debug!("deadline passed; killing the call");
-                    stop = Some((Stop::TimedOut, Instant::now()));
-                    fallback = Some(self.order_kill(&orders));
-                }
-                _ = maybe(&mut fallback) => {
-                    // The supervisor did not end the call (stopped, or dead without closing the
-                    // stream): kill through a second exec.
-                    warn!("the in-band kill did not end the call; killing through a second exec");
-                    fallback = None;
-                    exec_kill = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
-                }
-                summary = maybe(&mut exec_kill) => {
-                    exec_kill = None;
-                    kill = Some(summary);
-                    post_kill = Some(Box::pin(tokio::time::sleep(POST_KILL_WAIT)));
-                }
-                _ = maybe(&mut post_kill) => {
-                    warn!("output stream still open after the kill; giving up on it");
-                    break;
-                }
-                res = maybe(&mut feeder) => {
-                    feeder = None;
-                    if let Err(e) = res {
-                        // The call ended, or the command closed stdin before reading all of it.
-                        debug!(error = %e, "control channel closed");
-                    }
-                }
-                item = output.next(), if !stream_done => match item {
-                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
-                        emit(StreamKind::Stdout, &message);
-                        stdout.push(&message);
-                    }
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        let message = trailer.feed(message);
-                        if !message.is_empty() {
-                            emit(StreamKind::Stderr, &message);
-                            stderr.push(&message);
-                        }
-                    }
-                    Some(Ok(LogOutput::StdIn { .. })) => {}
-                    Some(Err(e)) => {
-                        stream_err = Some(e);
-                        stream_done = true;
-                    }
-                    None => stream_done = true,
-                },
-            }
+            }),
         }
-        drop(output);
-        drop(feeder);
-        drop(exec_kill);
-
-        let (rest, report) = trailer.finish();
-        if !rest.is_empty() {
-            emit(StreamKind::Stderr, &rest);
-            stderr.push(&rest);
-        }
-        let leaked_output = report.as_ref().is_some_and(|r| r.leaked_output);
-        let spawn_error = report.as_ref().and_then(|r| r.spawn_error.clone());
-        if let Some(r) = &report
-            && r.spawn_failure == Some(SpawnFailure::Resources)
-        {
-            return Err(ExecError::SandboxUnusable {
-                container: container.to_owned(),
-                reason: r.spawn_error.clone().unwrap_or_default(),
-            });
-        }
-        if let (Some((_, at)), Some((cause, found))) =
-            (stop, report.as_ref().and_then(|r| r.kill.clone()))
-        {
-            debug!(?cause, "the supervisor killed the call");
-            kill = Some(KillSummary {
-                report: Some(found),
-                error: None,
-                elapsed: at.elapsed(),
-            });
-        }
-        let termination = match (stop.map(|(s, _)| s), report) {
-            (Some(Stop::TimedOut), _) => Termination::TimedOut,
-            (Some(Stop::Cancelled), _) => Termination::Cancelled,
-            (None, Some(report)) => match from_report(&report) {
-                // The kernel SIGKILLs every process when a container dies, and the supervisor
-                // may still get its trailer out: tell that apart from a plain `kill -9`.
-                Termination::Signaled { signal: 9 } => self
-                    .container_lost(container)
-                    .await
-                    .unwrap_or(Termination::Signaled { signal: 9 }),
-                other => other,
-            },
-            (None, None) => match self.diagnose(container, &docker_exec_id, stream_err).await {
-                // No trailer and the runtime's "cannot execute": the runner never started.
-                Termination::Exited { code: 126 } => {
-                    return Err(ExecError::SandboxUnusable {
-                        container: container.to_owned(),
-                        reason: stdout.to_string_lossy().trim().to_owned(),
-                    });
-                }
-                other => other,
-            },
-        };
-        let outcome = Outcome {
-            exec_id,
-            termination,
-            stdout,
-            stderr,
-            duration: started.elapsed(),
-            kill,
-            leaked_output,
-            spawn_error,
-        };
-        debug!(
-            termination = ?outcome.termination,
-            duration_ms = outcome.duration.as_millis() as u64,
-            stdout_bytes = outcome.stdout.total(),
-            stderr_bytes = outcome.stderr.total(),
-            "exec finished"
-        );
-        Ok(outcome)
     }
 
     /// Kills every process of the call `exec_id` in `container`, running the kill as `user`
@@ -385,7 +443,7 @@ impl ExecClient {
         orders: &tokio::sync::mpsc::UnboundedSender<KillOrder>,
     ) -> Pin<Box<tokio::time::Sleep>> {
         let _ = orders.send(KillOrder {
-            grace_ms: self.options.kill_grace.as_millis() as u64,
+            grace_ms: millis(self.options.kill_grace),
         });
         Box::pin(tokio::time::sleep(
             self.options.kill_grace + KILL_FALLBACK_AFTER,
@@ -396,7 +454,7 @@ impl ExecClient {
         let started = Instant::now();
         let request = KillRequest {
             exec_id: exec_id.to_owned(),
-            grace_ms: self.options.kill_grace.as_millis() as u64,
+            grace_ms: millis(self.options.kill_grace),
             max_rounds: self.options.kill_rounds,
         };
         let result =
@@ -445,39 +503,28 @@ impl ExecClient {
             working_dir: Some("/".to_owned()),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_exec(container, config)
-            .await
-            .map_err(|e| format!("creating the kill exec: {e}"))?;
-        let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| format!("starting the kill exec: {e}"))?
-        else {
-            return Err("the kill exec started detached".to_owned());
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        while let Some(frame) = output.next().await {
-            match frame.map_err(|e| format!("reading the kill exec: {e}"))? {
-                LogOutput::StdErr { message } => err.extend_from_slice(&message),
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    out.extend_from_slice(&message)
-                }
-                LogOutput::StdIn { .. } => {}
+        // A daemon that does not answer must not hold the call: the supervisor's own backstop
+        // still kills in place.
+        let start = async {
+            let created = self
+                .docker
+                .create_exec(container, config)
+                .await
+                .map_err(|e| format!("creating the kill exec: {e}"))?;
+            match self.docker.start_exec(&created.id, None).await {
+                Ok(StartExecResults::Attached { output, .. }) => Ok(output),
+                Ok(StartExecResults::Detached) => Err("the kill exec started detached".to_owned()),
+                Err(e) => Err(format!("starting the kill exec: {e}")),
             }
-        }
-        serde_json::from_slice(out.trim_ascii()).map_err(|_| {
-            format!(
-                "the kill exec gave no report: {}",
-                String::from_utf8_lossy(&[out, err].concat()).trim()
-            )
-        })
+        };
+        let output = tokio::time::timeout(KILL_EXEC_START_TIMEOUT, start)
+            .await
+            .map_err(|_| "the daemon did not start the kill exec in time".to_owned())??;
+        read_kill_report(output).await
     }
 
-    /// The stream ended without the supervisor's trailer: the container went away, the daemon
-    /// did, or the supervisor itself was killed. Find out which.
+    /// The stream ended without the supervisor's report: the container went away, the daemon
+    /// did, the supervisor itself was killed, or the runner never started. Find out which.
     async fn diagnose(
         &self,
         container: &str,
@@ -519,7 +566,9 @@ impl ExecClient {
             Some(code) if (129..=192).contains(&code) => Termination::Signaled {
                 signal: (code - 128) as i32,
             },
-            Some(code) => Termination::Exited { code: code as i32 },
+            Some(code) => Termination::Exited {
+                code: i32::try_from(code).unwrap_or(-1),
+            },
             None => Termination::Exited { code: -1 },
         }
     }
@@ -565,10 +614,51 @@ impl ExecClient {
     }
 }
 
-/// Writes the command's stdin as frames, then waits for a kill order, and keeps the channel
-/// open until dropped: the supervisor takes its end-of-file as "the client went away".
+/// Reads the kill exec's output: one report frame, within a small bound whatever else arrives
+/// (the service is shared by every tenant; no sandbox may make it buffer without limit).
+async fn read_kill_report(mut output: ExecOutput) -> Result<KillReport, String> {
+    let mut frames = frame::Decoder::new(frame::to_host_limit);
+    let mut complaints = diagnostic();
+    let mut read = 0usize;
+    let limit = frame::HEADER + frame::MAX_MESSAGE;
+    while let Some(item) = output.next().await {
+        match item.map_err(|e| format!("reading the kill exec: {e}"))? {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                read += message.len();
+                frames.push(&message);
+                match frames.next_frame() {
+                    Ok(Some((frame::REPORT, json))) => {
+                        let report: KillReport = serde_json::from_slice(&json)
+                            .map_err(|e| format!("the kill exec's report is malformed: {e}"))?;
+                        report
+                            .check()
+                            .map_err(|e| format!("the kill exec's report is malformed: {e}"))?;
+                        return Ok(report);
+                    }
+                    Ok(Some((kind, _))) => {
+                        return Err(format!("the kill exec sent a frame of kind {kind}"));
+                    }
+                    Ok(None) if read <= limit => {}
+                    Ok(None) => return Err(format!("the kill exec sent over {limit} bytes")),
+                    Err(e) => return Err(format!("the kill exec's output is not a frame: {e}")),
+                }
+            }
+            LogOutput::StdErr { message } => complaints.push(&message),
+            LogOutput::StdIn { .. } => {}
+        }
+    }
+    Err(format!(
+        "the kill exec gave no report: {}",
+        complaints.to_string_lossy().trim()
+    ))
+}
+
+/// Sends the request, then the command's stdin as frames, then waits for a kill order, and
+/// keeps the channel open until dropped: the supervisor takes its end-of-file as "the client
+/// went away".
 async fn feed(
-    mut input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    mut input: ExecInput,
+    request: RunRequest,
     stdin: Option<Bytes>,
     mut orders: tokio::sync::mpsc::UnboundedReceiver<KillOrder>,
 ) -> std::io::Result<()> {
@@ -578,6 +668,10 @@ async fn feed(
             &serde_json::to_vec(&order).expect("KillOrder serializes"),
         )
     };
+    let request = serde_json::to_vec(&request).expect("RunRequest serializes");
+    input
+        .write_all(&frame::encode(frame::REQUEST, &request))
+        .await?;
     for chunk in stdin
         .as_deref()
         .unwrap_or_default()
@@ -600,6 +694,24 @@ async fn feed(
     std::future::pending().await
 }
 
+/// Runs `work` unless the call's cancellation or deadline comes first (then says which).
+async fn within<T>(
+    req: &ExecRequest,
+    deadline: tokio::time::Instant,
+    work: impl Future<Output = T>,
+) -> Result<T, Stop> {
+    tokio::select! {
+        biased;
+        _ = req.cancel.cancelled() => Err(Stop::Cancelled),
+        _ = tokio::time::sleep_until(deadline) => Err(Stop::TimedOut),
+        done = work => Ok(done),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn lost_daemon(e: &DockerError) -> Termination {
     Termination::SandboxLost {
         reason: LostReason::DaemonUnreachable {
@@ -610,14 +722,92 @@ fn lost_daemon(e: &DockerError) -> Termination {
 
 fn from_report(report: &RunReport) -> Termination {
     match report.status {
-        Some(sandbox_protocol::ExitStatus::Exited { code }) => Termination::Exited { code },
-        Some(sandbox_protocol::ExitStatus::Signaled { signal }) => Termination::Signaled { signal },
+        Some(sandbox_protocol::ExitStatus::Exited { code }) => Termination::Exited {
+            code: i32::from(code),
+        },
+        Some(sandbox_protocol::ExitStatus::Signaled { signal }) => Termination::Signaled {
+            signal: i32::from(signal),
+        },
         // Nothing started: the code a shell would give (127 not found, 126 cannot execute, 2
-        // bad request or missing working directory); the trailer says why.
+        // bad request or missing working directory); the report says why.
         None => Termination::Exited {
             code: report
                 .spawn_failure
                 .map_or(sandbox_protocol::exit::NOT_FOUND, SpawnFailure::exit_code),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+
+    use super::*;
+
+    fn endless(kind: fn(Bytes) -> LogOutput, chunk: Vec<u8>) -> ExecOutput {
+        Box::pin(stream::repeat_with(move || {
+            Ok(kind(Bytes::from(chunk.clone())))
+        }))
+    }
+
+    fn stdout(message: Bytes) -> LogOutput {
+        LogOutput::StdOut { message }
+    }
+
+    #[tokio::test]
+    async fn a_kill_exec_that_floods_is_read_within_a_bound() {
+        // Output that never ends and is no report: refused at once, whatever its shape.
+        let garbage = read_kill_report(endless(stdout, vec![b'F'; 64 * 1024])).await;
+        assert!(garbage.is_err_and(|e| e.contains("not a frame")));
+        let frames = frame::encode(frame::STDOUT, &[b'F'; 1024]);
+        let framed = read_kill_report(endless(stdout, frames)).await;
+        assert!(framed.is_err_and(|e| e.contains("kind 16")));
+        // A report frame that never completes: cut off past one message's size.
+        let mut slow = frame::header(frame::REPORT, frame::MAX_MESSAGE).to_vec();
+        slow.push(b' ');
+        let mut sent = false;
+        let trickle: ExecOutput = Box::pin(stream::repeat_with(move || {
+            let message = if std::mem::replace(&mut sent, true) {
+                Bytes::from_static(b" ")
+            } else {
+                Bytes::from(slow.clone())
+            };
+            Ok(LogOutput::StdOut { message })
+        }));
+        let cut = read_kill_report(trickle).await;
+        assert!(cut.is_err_and(|e| e.contains("malformed") || e.contains("over")));
+        // Stderr is kept up to a few KiB, however much comes.
+        let lots = (0..10_000).map(|_| {
+            Ok(LogOutput::StdErr {
+                message: Bytes::from(vec![b'e'; 64 * 1024]),
+            })
+        });
+        let err = read_kill_report(Box::pin(stream::iter(lots)))
+            .await
+            .expect_err("no report");
+        assert!(
+            err.len() < 2 * crate::capture::DIAGNOSTIC_BYTES,
+            "{}",
+            err.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_kill_report_is_read_from_its_frame() {
+        let report = KillReport {
+            found: 2,
+            killed: 2,
+            rounds: 1,
+            ..KillReport::default()
+        };
+        let bytes = frame::encode(frame::REPORT, &serde_json::to_vec(&report).expect("json"));
+        let (a, b) = bytes.split_at(3);
+        let parts = [a.to_vec(), b.to_vec()].map(|m| {
+            Ok(LogOutput::StdOut {
+                message: Bytes::from(m),
+            })
+        });
+        let got = read_kill_report(Box::pin(stream::iter(parts))).await;
+        assert_eq!(got, Ok(report));
     }
 }

@@ -37,7 +37,7 @@ impl Termination {
     pub fn exit_code(&self) -> i32 {
         match self {
             Termination::Exited { code } => *code,
-            Termination::Signaled { signal } => 128 + signal,
+            Termination::Signaled { signal } => signal.saturating_add(128),
             Termination::TimedOut => 124,
             Termination::Cancelled => 130,
             Termination::SandboxLost { .. } => 125,
@@ -61,6 +61,12 @@ pub enum LostReason {
     DaemonUnreachable {
         /// The transport error, as text.
         error: String,
+    },
+    /// The supervisor's stream was not the protocol (a runner of another version, or a
+    /// broken one): nothing it said was trusted.
+    RunnerBroke {
+        /// What was wrong with it.
+        detail: String,
     },
 }
 
@@ -105,6 +111,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A call that ended before any exec was made (cancelled, or out of time while the caller
+    /// waited for a sandbox): no output, no kill, and an empty `exec_id` (no exec was made).
+    pub fn not_started(termination: Termination, duration: Duration) -> Self {
+        Self {
+            exec_id: String::new(),
+            termination,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            duration,
+            kill: None,
+            leaked_output: false,
+            spawn_error: None,
+        }
+    }
+
     /// Shorthand for `self.termination.exit_code()`.
     pub fn exit_code(&self) -> i32 {
         self.termination.exit_code()

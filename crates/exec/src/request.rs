@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sandbox_protocol::{Program, ToolInput};
@@ -61,6 +61,7 @@ pub struct ExecRequest {
     pub(crate) env: Vec<String>,
     pub(crate) stdin: Option<Bytes>,
     pub(crate) timeout: Duration,
+    pub(crate) deadline: Option<Instant>,
     pub(crate) cancel: CancellationToken,
     pub(crate) caps: OutputCaps,
     pub(crate) sink: Option<Arc<dyn OutputSink>>,
@@ -83,6 +84,7 @@ impl fmt::Debug for ExecRequest {
             )
             .field("stdin_bytes", &self.stdin.as_ref().map(Bytes::len))
             .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
             .field("caps", &self.caps)
             .field("sink", &self.sink.is_some())
             .finish()
@@ -98,6 +100,7 @@ impl ExecRequest {
             env: Vec::new(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            deadline: None,
             cancel: CancellationToken::new(),
             caps: OutputCaps::default(),
             sink: None,
@@ -171,6 +174,13 @@ impl ExecRequest {
     /// The deadline, counted from the start of [`ExecClient::run`](crate::ExecClient::run).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The deadline as an instant, for a call whose time started before the exec (the caller
+    /// waited for a sandbox, say). The earlier of this and the timeout counts.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
         self
     }
 

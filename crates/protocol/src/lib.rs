@@ -2,13 +2,19 @@
 //! runner (`sandbox-runner`).
 //!
 //! Owns: the runner's fixed paths, the environment variable that tags every process of a call,
-//! and the serde messages: [`RunRequest`] (what to run), [`RunReport`] (the trailer the
-//! supervisor writes when the call ends), [`KillRequest`]/[`KillReport`] (the server-side kill)
-//! and [`ToolInput`] (a file tool's stdin).
+//! the frames both directions travel in ([`frame`]), and the serde messages: [`RunRequest`]
+//! (what to run), [`RunReport`] (the supervisor's last word on a call),
+//! [`KillRequest`]/[`KillReport`] (the server-side kill) and [`ToolInput`] (a file tool's
+//! stdin).
 //!
 //! Must not: depend on Docker, tokio or anything else heavy. The runner is a static binary in
 //! the image, and these messages are meant to travel later over one long-lived stream as well
-//! as in argv and stdin of one exec per call (DESIGN.md, "Where it is going").
+//! as over the stdin and stdout of one exec per call.
+//!
+//! Everything the supervisor sends the host is a frame, so nothing a command prints can pass
+//! for the supervisor's own word: the command's bytes always arrive inside [`frame::STDOUT`]
+//! and [`frame::STDERR`] frames, and only the supervisor writes the exec's stdout. Every
+//! number that comes back is range-checked ([`RunReport::check`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,12 +24,15 @@ use serde::{Deserialize, Serialize};
 /// Version of this protocol. The image records the version its runner speaks (label
 /// [`PROTOCOL_LABEL`]) and every [`RunRequest`] carries the host's: a mismatch is refused with
 /// a clear error instead of a call that hangs until its deadline.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Image label holding the runner's [`PROTOCOL_VERSION`].
 pub const PROTOCOL_LABEL: &str = "zcbot.sandbox.protocol";
 
-/// Where the runner lives in the sandbox image.
+/// Where the runner lives in the sandbox image. It is installed mode 0711 (executable, not
+/// readable), which makes the kernel start every runner process non-dumpable: no process of
+/// the sandbox user can open its `/proc/<pid>/fd`, read its environment or trace it, from its
+/// first instruction on.
 pub const RUNNER_PATH: &str = "/sandbox/bin/sandbox-runner";
 
 /// Environment variable carrying the call's exec id. Every process of a call inherits it, so
@@ -34,16 +43,17 @@ pub const EXEC_ID_ENV: &str = "SBX_EXEC_ID";
 /// `/run/sbx-<uid>/`. Per uid so that one sandbox user cannot plant files for another.
 pub const PGID_DIR_PREFIX: &str = "/run/sbx-";
 
-/// Marker that opens the supervisor's trailer on stderr: `MARKER <exec id> <json RunReport>\n`.
-/// It starts with bytes that text output practically never contains; the exec id makes it
-/// specific to one call.
-pub const TRAILER_MARKER: &[u8] = b"\x00\x1eSBX-END ";
-
 /// The runner's subcommands (argv[1]).
 pub mod cmd {
-    /// `sandbox-runner run <json RunRequest>`: supervise one call.
+    /// `sandbox-runner run <exec id>`: supervise one call. Its stdin carries a
+    /// [`frame::REQUEST`](crate::frame::REQUEST) first, then the control channel; its stdout
+    /// carries the call's output and [`RunReport`](crate::RunReport) as frames. The exec id is
+    /// in argv (world-readable) so that a kill can tell this call's supervisor by its command
+    /// line, since its environment is not readable (the runner is non-dumpable).
     pub const RUN: &str = "run";
-    /// `sandbox-runner kill <json KillRequest>`: kill what a call left, print a [`KillReport`](crate::KillReport).
+    /// `sandbox-runner kill <json KillRequest>`: kill what a call left, write a
+    /// [`KillReport`](crate::KillReport) as one [`frame::REPORT`](crate::frame::REPORT) on
+    /// stdout.
     pub const KILL: &str = "kill";
     /// `sandbox-runner tool <name>`: one file tool, [`ToolInput`](crate::ToolInput) on stdin.
     pub const TOOL: &str = "tool";
@@ -52,10 +62,19 @@ pub mod cmd {
     pub const DRAIN: &str = "drain";
 }
 
-/// The supervisor's stdin is a control channel of frames, `[kind: u8][length: u32 BE][payload]`,
-/// written by the host: the command's stdin as [`frame::DATA`] frames, then [`frame::EOF`],
-/// and [`frame::KILL`] whenever the call must end. The host never closes it before the call
-/// ends, so end-of-file on it means the client went away, and the supervisor kills the call.
+/// Frames, `[kind: u8][length: u32 BE][payload]`, in both directions.
+///
+/// Host to supervisor, on its stdin: one [`REQUEST`], then the command's stdin as [`DATA`]
+/// frames and [`EOF`], and [`KILL`] whenever the call must end. The host never closes it before
+/// the call ends, so end-of-file on it means the client went away, and the supervisor kills the
+/// call.
+///
+/// Supervisor to host, on its stdout: the command's output as [`STDOUT`] and [`STDERR`]
+/// frames, then one [`REPORT`]. The supervisor's own stderr carries only its complaints about
+/// a request it could not read.
+///
+/// Every kind has a hard size limit on the side that reads it ([`to_runner_limit`],
+/// [`to_host_limit`]); a frame over it, or of an unknown kind, breaks the channel.
 pub mod frame {
     /// Bytes for the command's stdin.
     pub const DATA: u8 = 0;
@@ -63,20 +82,148 @@ pub mod frame {
     pub const EOF: u8 = 1;
     /// Kill the call now; the payload is a JSON [`KillOrder`](crate::KillOrder).
     pub const KILL: u8 = 2;
+    /// The call to run: a JSON [`RunRequest`](crate::RunRequest). Always the first frame.
+    pub const REQUEST: u8 = 3;
+    /// Bytes the command wrote to its stdout.
+    pub const STDOUT: u8 = 16;
+    /// Bytes the command wrote to its stderr.
+    pub const STDERR: u8 = 17;
+    /// The supervisor's last word: a JSON [`RunReport`](crate::RunReport) (or a
+    /// [`KillReport`](crate::KillReport) from `kill`). Nothing follows it.
+    pub const REPORT: u8 = 18;
     /// Header size: kind and big-endian length.
     pub const HEADER: usize = 5;
-    /// Largest payload the host sends in one frame (bigger inputs are split).
+    /// Largest payload of a data frame ([`DATA`], [`STDOUT`], [`STDERR`]): bigger writes are
+    /// split.
     pub const MAX_PAYLOAD: usize = 64 * 1024;
-    /// Largest payload the supervisor accepts; anything bigger is a broken channel.
-    pub const LIMIT: usize = 16 * 1024 * 1024;
+    /// Largest [`REQUEST`]: the program's argv, escaped as JSON, fits (longer programs travel
+    /// as [`DATA`]).
+    pub const MAX_REQUEST: usize = 1024 * 1024;
+    /// Largest [`KILL`] or [`REPORT`].
+    pub const MAX_MESSAGE: usize = 64 * 1024;
+
+    /// The header of a frame of `kind` carrying `len` bytes.
+    pub fn header(kind: u8, len: usize) -> [u8; HEADER] {
+        let len = u32::try_from(len).expect("frame payloads are far below 4 GiB");
+        let [a, b, c, d] = len.to_be_bytes();
+        [kind, a, b, c, d]
+    }
 
     /// Encodes one frame.
     pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
         let mut frame = Vec::with_capacity(HEADER + payload.len());
-        frame.push(kind);
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&header(kind, payload.len()));
         frame.extend_from_slice(payload);
         frame
+    }
+
+    /// The largest payload the supervisor accepts for `kind`; `None`: not a kind it reads.
+    pub fn to_runner_limit(kind: u8) -> Option<usize> {
+        match kind {
+            DATA => Some(MAX_PAYLOAD),
+            EOF => Some(0),
+            KILL => Some(MAX_MESSAGE),
+            REQUEST => Some(MAX_REQUEST),
+            _ => None,
+        }
+    }
+
+    /// The largest payload the host accepts for `kind`; `None`: not a kind it reads.
+    pub fn to_host_limit(kind: u8) -> Option<usize> {
+        match kind {
+            STDOUT | STDERR => Some(MAX_PAYLOAD),
+            REPORT => Some(MAX_MESSAGE),
+            _ => None,
+        }
+    }
+
+    /// Why a frame was refused.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum FrameError {
+        /// A kind the reader does not take.
+        UnknownKind(u8),
+        /// A payload over the kind's limit.
+        TooLarge {
+            /// The frame's kind.
+            kind: u8,
+            /// Its announced length.
+            len: usize,
+            /// The limit for that kind.
+            limit: usize,
+        },
+    }
+
+    impl std::fmt::Display for FrameError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                FrameError::UnknownKind(kind) => write!(f, "unknown frame kind {kind}"),
+                FrameError::TooLarge { kind, len, limit } => {
+                    write!(f, "frame of kind {kind} is {len} bytes, at most {limit}")
+                }
+            }
+        }
+    }
+
+    impl std::error::Error for FrameError {}
+
+    /// Reassembles frames from a byte stream cut anywhere. It holds at most one incomplete
+    /// frame (checked against its limit from the header alone) plus the last chunk pushed.
+    #[derive(Debug)]
+    pub struct Decoder {
+        buf: Vec<u8>,
+        start: usize,
+        limit: fn(u8) -> Option<usize>,
+    }
+
+    impl Decoder {
+        /// A decoder that takes the kinds and sizes `limit` allows ([`to_host_limit`] or
+        /// [`to_runner_limit`]).
+        pub fn new(limit: fn(u8) -> Option<usize>) -> Self {
+            Self {
+                buf: Vec::new(),
+                start: 0,
+                limit,
+            }
+        }
+
+        /// Appends bytes read from the stream.
+        pub fn push(&mut self, bytes: &[u8]) {
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            self.buf.extend_from_slice(bytes);
+        }
+
+        /// The next whole frame, `None` until one has arrived.
+        pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+            let rest = &self.buf[self.start..];
+            let Some(head) = rest.get(..HEADER) else {
+                return Ok(None);
+            };
+            let kind = head[0];
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let limit = (self.limit)(kind).ok_or(FrameError::UnknownKind(kind))?;
+            if len > limit {
+                return Err(FrameError::TooLarge { kind, len, limit });
+            }
+            let Some(payload) = rest.get(HEADER..HEADER + len) else {
+                return Ok(None);
+            };
+            let payload = payload.to_vec();
+            self.start += HEADER + len;
+            Ok(Some((kind, payload)))
+        }
+
+        /// Bytes held that are not a whole frame yet.
+        pub fn pending(&self) -> usize {
+            self.buf.len() - self.start
+        }
+
+        /// Those bytes (after an error: what could not be read as a frame).
+        pub fn rest(&self) -> &[u8] {
+            &self.buf[self.start..]
+        }
     }
 }
 
@@ -180,33 +327,37 @@ fn version_one() -> u32 {
     1
 }
 
-/// How the main process ended.
+/// How the main process ended. The types hold only what `wait` can report: a number out of
+/// range does not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExitStatus {
     /// It called `exit(code)`.
     Exited {
         /// The exit code.
-        code: i32,
+        code: u8,
     },
     /// A signal ended it.
     Signaled {
-        /// Signal number.
-        signal: i32,
+        /// Signal number, 1 to [`MAX_SIGNAL`].
+        signal: u8,
     },
 }
+
+/// The highest signal number on Linux (`SIGRTMAX`).
+pub const MAX_SIGNAL: u8 = 64;
 
 impl ExitStatus {
     /// The shell-style code: the exit code, or 128 + the signal number.
     pub fn code(self) -> i32 {
         match self {
-            ExitStatus::Exited { code } => code,
-            ExitStatus::Signaled { signal } => 128 + signal,
+            ExitStatus::Exited { code } => i32::from(code),
+            ExitStatus::Signaled { signal } => 128 + i32::from(signal),
         }
     }
 }
 
-/// The supervisor's last word about a call, written as the trailer on stderr.
+/// The supervisor's last word about a call, the last frame it writes ([`frame::REPORT`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
     /// How the main process ended, or `None` when it could not be started.
@@ -225,6 +376,35 @@ pub struct RunReport {
     pub leaked_output: bool,
     /// Milliseconds from the supervisor's start to the end of the drain.
     pub elapsed_ms: u64,
+}
+
+/// Longest [`RunReport::spawn_error`] the host takes.
+pub const MAX_SPAWN_ERROR: usize = 4096;
+
+impl RunReport {
+    /// Checks what the types cannot: a signal in range, a short message. The host refuses a
+    /// report that fails this rather than acting on it.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if let Some(ExitStatus::Signaled { signal }) = self.status
+            && !(1..=MAX_SIGNAL).contains(&signal)
+        {
+            return Err("signal number out of range");
+        }
+        if self.status.is_none() && self.spawn_failure.is_none() {
+            return Err("neither an exit status nor a spawn failure");
+        }
+        if self
+            .spawn_error
+            .as_ref()
+            .is_some_and(|e| e.len() > MAX_SPAWN_ERROR)
+        {
+            return Err("spawn error too long");
+        }
+        if let Some((_, kill)) = &self.kill {
+            kill.check()?;
+        }
+        Ok(())
+    }
 }
 
 /// Sent as the single argument after `kill`.
@@ -249,8 +429,25 @@ pub struct KillReport {
     pub killed: u32,
     /// SIGKILL rounds used.
     pub rounds: u32,
-    /// Pids (in the container) still alive at the end; empty when the kill succeeded.
-    pub survivors: Vec<i32>,
+    /// Pids (in the container) still alive after the last round, as the process table showed
+    /// them; empty when the kill succeeded.
+    pub survivors: Vec<u32>,
+}
+
+/// Most survivors a report may list.
+pub const MAX_SURVIVORS: usize = 1024;
+
+impl KillReport {
+    /// Checks what the types cannot: no pid 0, a bounded list.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.survivors.len() > MAX_SURVIVORS {
+            return Err("too many survivors listed");
+        }
+        if self.survivors.contains(&0) {
+            return Err("pid 0 among the survivors");
+        }
+        Ok(())
+    }
 }
 
 /// A file tool's input on stdin.
@@ -314,5 +511,87 @@ mod tests {
     fn exit_status_codes_are_shell_style() {
         assert_eq!(ExitStatus::Exited { code: 3 }.code(), 3);
         assert_eq!(ExitStatus::Signaled { signal: 9 }.code(), 137);
+        assert_eq!(ExitStatus::Signaled { signal: 255 }.code(), 383);
+    }
+
+    fn report(json: &str) -> Result<RunReport, String> {
+        let r: RunReport = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        r.check().map(|()| r).map_err(str::to_owned)
+    }
+
+    #[test]
+    fn reports_with_numbers_out_of_range_are_refused() {
+        let ok =
+            r#"{"status":{"kind":"signaled","signal":9},"leaked_output":false,"elapsed_ms":1}"#;
+        assert!(report(ok).is_ok());
+        for bad in [
+            r#"{"status":{"kind":"signaled","signal":2147483647},"leaked_output":false,"elapsed_ms":0}"#,
+            r#"{"status":{"kind":"signaled","signal":0},"leaked_output":false,"elapsed_ms":0}"#,
+            r#"{"status":{"kind":"signaled","signal":65},"leaked_output":false,"elapsed_ms":0}"#,
+            r#"{"status":{"kind":"exited","code":-1},"leaked_output":false,"elapsed_ms":0}"#,
+            r#"{"status":{"kind":"exited","code":256},"leaked_output":false,"elapsed_ms":0}"#,
+            r#"{"status":null,"leaked_output":false,"elapsed_ms":0}"#,
+            r#"{"status":{"kind":"exited","code":0},"leaked_output":false,"elapsed_ms":-5}"#,
+            r#"{"status":{"kind":"exited","code":0},"kill":["host",{"found":1,"terminated":0,"killed":1,"rounds":1,"survivors":[-3]}],"leaked_output":false,"elapsed_ms":0}"#,
+            r#"{"status":{"kind":"exited","code":0},"kill":["host",{"found":1,"terminated":0,"killed":1,"rounds":1,"survivors":[0]}],"leaked_output":false,"elapsed_ms":0}"#,
+        ] {
+            assert!(report(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn frames_decode_from_a_stream_cut_anywhere() {
+        let mut stream = frame::encode(frame::STDOUT, b"out");
+        stream.extend(frame::encode(frame::STDERR, b""));
+        stream.extend(frame::encode(frame::REPORT, b"{}"));
+        for cut in 0..stream.len() {
+            let mut d = frame::Decoder::new(frame::to_host_limit);
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                d.push(part);
+                while let Some(f) = d.next_frame().expect("valid") {
+                    got.push(f);
+                }
+            }
+            assert_eq!(
+                got,
+                vec![
+                    (frame::STDOUT, b"out".to_vec()),
+                    (frame::STDERR, Vec::new()),
+                    (frame::REPORT, b"{}".to_vec())
+                ],
+                "cut at {cut}"
+            );
+            assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn frames_over_their_limit_or_of_unknown_kinds_break_the_stream() {
+        let mut d = frame::Decoder::new(frame::to_host_limit);
+        d.push(&frame::header(frame::STDOUT, frame::MAX_PAYLOAD + 1));
+        assert_eq!(
+            d.next_frame(),
+            Err(frame::FrameError::TooLarge {
+                kind: frame::STDOUT,
+                len: frame::MAX_PAYLOAD + 1,
+                limit: frame::MAX_PAYLOAD
+            })
+        );
+        let mut d = frame::Decoder::new(frame::to_host_limit);
+        d.push(&frame::encode(frame::KILL, b"{}"));
+        assert_eq!(
+            d.next_frame(),
+            Err(frame::FrameError::UnknownKind(frame::KILL))
+        );
+        let mut d = frame::Decoder::new(frame::to_runner_limit);
+        d.push(&frame::encode(frame::REPORT, b"{}"));
+        assert_eq!(
+            d.next_frame(),
+            Err(frame::FrameError::UnknownKind(frame::REPORT))
+        );
+        d = frame::Decoder::new(frame::to_runner_limit);
+        d.push(&frame::header(frame::EOF, 1));
+        assert!(d.next_frame().is_err(), "EOF carries nothing");
     }
 }

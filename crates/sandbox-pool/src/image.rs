@@ -637,12 +637,15 @@ impl Write for ChannelWriter {
     }
 }
 
-/// The build context: the Dockerfile and the runner, executable.
+/// The build context: the Dockerfile and the runner, executable but unreadable (`COPY` keeps
+/// the mode, and root owns it): the kernel starts a process of an unreadable binary
+/// non-dumpable, so no runner process is ever within reach of the sandbox user's other
+/// processes, not even before its first instruction.
 fn build_context(runner: &[u8]) -> io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, data, mode) in [
         ("Dockerfile", DOCKERFILE.as_bytes(), 0o644),
-        ("sandbox-runner", runner, 0o755),
+        ("sandbox-runner", runner, 0o711),
     ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -778,7 +781,7 @@ mod tests {
             entries,
             vec![
                 ("Dockerfile".to_owned(), 0o644),
-                ("sandbox-runner".to_owned(), 0o755)
+                ("sandbox-runner".to_owned(), 0o711)
             ]
         );
     }

@@ -4,13 +4,14 @@
 //! - the process group recorded in the pgid file (the main command and its ordinary children),
 //! - the exec id in the environment (catches `setsid` and double-forked escapees that left the
 //!   group and were re-parented),
-//! - the descendants of the supervisor, a child subreaper (catches orphans that cleared their
-//!   environment).
+//! - the descendants of the supervisor, a child subreaper (catches orphans that left the group
+//!   and cleared their environment: they are re-parented to it). The supervisor is known by
+//!   its command line (`sandbox-runner run <exec id>`); when it kills its own call, by itself.
 //!
 //! The kill sends SIGTERM to all but the supervisor, waits for a short grace, then freezes what
 //! is left with SIGSTOP (so a fork bomb cannot refill the table between scan and kill) and
 //! sends SIGKILL, in rounds, until nothing is left or the round limit is reached. The
-//! supervisor goes last: once its command's processes are gone it writes its trailer and exits
+//! supervisor goes last: once its command's processes are gone it writes its report and exits
 //! by itself, and is killed only if it does not.
 
 use std::collections::BTreeSet;
@@ -55,34 +56,47 @@ fn read_pgid(exec_id: &str) -> Option<i32> {
     text.split_ascii_whitespace().next()?.parse().ok()
 }
 
-/// The processes of one call, split into the supervisor and the rest.
+/// The processes of one call, split into its supervisors (normally one) and the rest.
 #[derive(Debug, Default)]
 struct Targets {
-    supervisor: Option<i32>,
+    supervisors: BTreeSet<i32>,
     others: BTreeSet<i32>,
 }
 
 impl Targets {
     fn count(&self) -> usize {
-        self.others.len() + usize::from(self.supervisor.is_some())
+        self.others.len() + self.supervisors.len()
     }
 }
 
 struct Finder {
+    exec_id: String,
     tag: Vec<u8>,
     pgid: Option<i32>,
-    exclude: Vec<i32>,
+    /// The process doing the kill: never a target. When it is the call's supervisor, its
+    /// children are the call's.
+    me: i32,
+    me_supervises: bool,
 }
 
 impl Finder {
     fn scan(&self) -> Targets {
         let table: Vec<Proc> = procs::list()
             .into_iter()
-            .filter(|p| p.is_alive() && !self.exclude.contains(&p.pid))
+            .filter(|p| p.is_alive() && p.pid != self.me)
             .collect();
+        let supervisors: BTreeSet<i32> = table
+            .iter()
+            .filter(|p| is_supervisor_of(p.pid, &self.exec_id))
+            .map(|p| p.pid)
+            .collect();
+        let mut roots = supervisors.clone();
+        if self.me_supervises {
+            roots.insert(self.me);
+        }
         let mut set: BTreeSet<i32> = table
             .iter()
-            .filter(|p| procs::environ_has(p.pid, &self.tag))
+            .filter(|p| roots.contains(&p.ppid) || procs::environ_has(p.pid, &self.tag))
             .map(|p| p.pid)
             .collect();
         // Descendants of anything found so far, to a fixed point (the table is small).
@@ -104,20 +118,21 @@ impl Finder {
                 break;
             }
         }
-        let supervisor = set.iter().copied().find(|&pid| is_supervisor(pid));
-        if let Some(s) = supervisor {
-            set.remove(&s);
-        }
         Targets {
-            supervisor,
-            others: set,
+            others: &set - &supervisors,
+            supervisors,
         }
     }
 }
 
-fn is_supervisor(pid: i32) -> bool {
+/// Whether `pid` is the supervisor of call `exec_id` (`sandbox-runner run <exec id>`). A
+/// process that only pretends to be one has its own processes killed, nobody else's.
+fn is_supervisor_of(pid: i32, exec_id: &str) -> bool {
     let argv = procs::cmdline(pid);
-    argv.len() >= 2 && argv[0].ends_with(b"sandbox-runner") && argv[1] == cmd::RUN.as_bytes()
+    argv.len() >= 3
+        && argv[0].ends_with(b"sandbox-runner")
+        && argv[1] == cmd::RUN.as_bytes()
+        && argv[2] == exec_id.as_bytes()
 }
 
 fn signal(pid: i32, sig: Signal) {
@@ -147,15 +162,25 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Kills every process of the call `req.exec_id` except the pids in `exclude` (the caller
-/// itself when the supervisor runs its own backstop).
-pub fn kill_call(req: &KillRequest, exclude: &[i32]) -> KillReport {
-    let mut exclude = exclude.to_vec();
-    exclude.push(rustix::process::getpid().as_raw_nonzero().get());
+/// Kills every process of the call `req.exec_id`, its supervisor last (`sandbox-runner
+/// kill`, from a second exec).
+pub fn kill_call(req: &KillRequest) -> KillReport {
+    kill(req, false)
+}
+
+/// Kills every process of the supervisor's own call but the supervisor itself: everything
+/// [`kill_call`] would, and every descendant of the supervisor.
+pub fn kill_own_call(req: &KillRequest) -> KillReport {
+    kill(req, true)
+}
+
+fn kill(req: &KillRequest, me_supervises: bool) -> KillReport {
     let finder = Finder {
+        exec_id: req.exec_id.clone(),
         tag: format!("{EXEC_ID_ENV}={}", req.exec_id).into_bytes(),
         pgid: read_pgid(&req.exec_id),
-        exclude,
+        me: rustix::process::getpid().as_raw_nonzero().get(),
+        me_supervises,
     };
     let mut report = KillReport::default();
     let initial = finder.scan();
@@ -198,17 +223,24 @@ pub fn kill_call(req: &KillRequest, exclude: &[i32]) -> KillReport {
         wait_until(KILL_WAIT, || finder.scan().others.is_disjoint(&frozen));
     }
 
-    // With its command gone the supervisor drains, writes its trailer and exits on its own.
-    if !wait_until(SUPERVISOR_WAIT, || finder.scan().supervisor.is_none())
-        && let Some(s) = finder.scan().supervisor
-    {
-        signal(s, Signal::KILL);
-        report.killed += 1;
-        wait_until(KILL_WAIT, || finder.scan().supervisor.is_none());
+    // With its command gone the supervisor drains, writes its report and exits on its own.
+    if !wait_until(SUPERVISOR_WAIT, || finder.scan().supervisors.is_empty()) {
+        let left = finder.scan().supervisors;
+        for &s in &left {
+            signal(s, Signal::KILL);
+        }
+        report.killed += left.len() as u32;
+        wait_until(KILL_WAIT, || finder.scan().supervisors.is_empty());
     }
 
+    // The truth, from the process table: what is alive now.
     let left = finder.scan();
-    report.survivors = left.others.into_iter().chain(left.supervisor).collect();
+    report.survivors = left
+        .others
+        .into_iter()
+        .chain(left.supervisors)
+        .filter_map(|pid| u32::try_from(pid).ok())
+        .collect();
     if report.survivors.is_empty() {
         let _ = fs::remove_file(pgid_file(&req.exec_id));
     }

@@ -1,8 +1,9 @@
-//! `sandbox-runner`: see the library docs and `sandbox-image/README.md` for the contract.
+//! `sandbox-runner`: see the library docs and `sandbox_protocol` for the contract.
 
 use std::io::{Read, Write};
 
-use sandbox_protocol::{KillRequest, ToolInput, cmd, exit};
+use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+use sandbox_protocol::{KillRequest, ToolInput, cmd, exit, frame};
 use sandbox_runner::{kill, supervise, tools};
 
 /// Upper bound on a file tool's JSON input (a `write` of this much content is refused anyway by
@@ -11,12 +12,20 @@ const MAX_TOOL_INPUT: u64 = 256 * 1024 * 1024;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sandbox-runner run <json> | kill <json> | tool <name> (json on stdin) | drain | version"
+        "usage: sandbox-runner run <exec id> (request on stdin) | kill <json> | tool <name> (json on stdin) | drain | version"
     );
     std::process::exit(exit::BAD_ARGS);
 }
 
 fn main() {
+    // Before anything else, and before any pipe exists: no other process of the sandbox user
+    // may open our /proc/<pid>/fd, read our environment or trace us. The image installs this
+    // binary unreadable (mode 0711), which makes the kernel start us non-dumpable already; this
+    // covers a runner installed some other way.
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        eprintln!("sandbox-runner: cannot make itself non-dumpable: {e}");
+        std::process::exit(exit::CANNOT_EXECUTE);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
         .iter()
@@ -24,7 +33,7 @@ fn main() {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        [c, json] if *c == cmd::RUN => supervise::run(json),
+        [c, exec_id] if *c == cmd::RUN => supervise::run(exec_id),
         [c, json] if *c == cmd::KILL => {
             let req: KillRequest = serde_json::from_str(json).unwrap_or_else(|e| {
                 eprintln!("sandbox-runner kill: bad request: {e}");
@@ -34,11 +43,9 @@ fn main() {
                 eprintln!("sandbox-runner kill: malformed exec id");
                 std::process::exit(exit::BAD_ARGS);
             }
-            let report = kill::kill_call(&req, &[]);
-            println!(
-                "{}",
-                serde_json::to_string(&report).expect("KillReport serializes")
-            );
+            let report = kill::kill_call(&req);
+            let json = serde_json::to_vec(&report).expect("KillReport serializes");
+            let _ = std::io::stdout().write_all(&frame::encode(frame::REPORT, &json));
         }
         [c, name] if *c == cmd::TOOL => {
             let mut raw = Vec::new();

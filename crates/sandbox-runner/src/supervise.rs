@@ -1,12 +1,15 @@
-//! The supervisor: every call runs under it (`sandbox-runner run <json RunRequest>`).
+//! The supervisor: every call runs under it (`sandbox-runner run <exec id>`).
 //!
-//! It makes itself a child subreaper, starts the command in a process group of its own with
-//! the exec id in its environment, records that group in the pgid file, and relays the
-//! command's stdout and stderr through pipes to the exec's streams. When the main process
-//! exits it keeps relaying for at most `drain_ms` (a background process may still hold the
-//! pipes), then writes a trailer with the true exit status on stderr and exits with the
+//! It reads the call's [`RunRequest`] from the first frame on its stdin, makes itself a child
+//! subreaper, starts the command in a process group of its own with the exec id in its
+//! environment, records that group in the pgid file, and relays the command's stdout and
+//! stderr through pipes to the exec's stdout, as frames. When the main process exits it keeps
+//! relaying for at most `drain_ms` (a background process may still hold the pipes), then
+//! writes its [`RunReport`] with the true exit status as the last frame and exits with the
 //! shell-style code. Relaying, rather than handing the exec's streams to the command, is what
-//! lets a call end when its main process ends even if `server &` keeps stdout open.
+//! lets a call end when its main process ends even if `server &` keeps stdout open, and what
+//! keeps the command's bytes apart from the supervisor's word: only the supervisor writes the
+//! exec's stdout, and it is out of every other process's reach (non-dumpable).
 //!
 //! Its stdin is the host's control channel (see [`sandbox_protocol::frame`]): the command's
 //! stdin arrives as frames, and a kill frame makes the supervisor kill the call in place,
@@ -32,14 +35,13 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{WaitOptions, WaitStatus, getpid, getuid, set_child_subreaper, wait};
 use sandbox_protocol::{
     EXEC_ID_ENV, ExitStatus, KillCause, KillOrder, KillReport, KillRequest, PGID_DIR_PREFIX,
-    PROTOCOL_VERSION, Program, RUNNER_PATH, RunReport, RunRequest, SpawnFailure, TRAILER_MARKER,
-    cmd, exit, frame,
+    PROTOCOL_VERSION, Program, RUNNER_PATH, RunReport, RunRequest, SpawnFailure, cmd, exit, frame,
 };
 
 use crate::kill;
 
-/// Read size of the relays and of the control channel.
-const BUF: usize = 64 * 1024;
+/// Read size of the relays (one frame each at most) and of the control channel.
+const BUF: usize = frame::MAX_PAYLOAD;
 /// SIGKILL rounds of a kill the supervisor does itself.
 const KILL_ROUNDS: u32 = 8;
 /// How long the trailer waits for a kill in progress to report.
@@ -47,9 +49,9 @@ const KILL_REPORT_WAIT: Duration = Duration::from_secs(10);
 /// Stack of the supervisor's threads: they only copy bytes and send signals.
 const THREAD_STACK: usize = 256 * 1024;
 
-/// One of the exec's output streams, shared by its relay thread and the final trailer. `None`
-/// once closed: after the drain, or after the reader went away (EPIPE), when output is dropped
-/// so that the command never blocks on a full pipe.
+/// The exec's stdout, where every frame goes, shared by the relay threads and the final
+/// report. `None` once closed: after the report, or after the reader went away (EPIPE), when
+/// output is dropped so that the command never blocks on a full pipe.
 type Sink = Arc<Mutex<Option<File>>>;
 
 /// Why nothing could start, and what to say about it.
@@ -90,19 +92,24 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
     })
 }
 
-fn relay(mut src: File, dst: Sink, done: Sender<()>) {
+/// Writes one frame, whole: the lock keeps frames of the relays and the report from
+/// interleaving.
+fn send(sink: &Sink, kind: u8, payload: &[u8]) {
+    let mut out = lock(sink);
+    if let Some(file) = out.as_mut()
+        && (file.write_all(&frame::header(kind, payload.len())).is_err()
+            || file.write_all(payload).is_err())
+    {
+        *out = None;
+    }
+}
+
+fn relay(mut src: File, kind: u8, dst: Sink, done: Sender<()>) {
     let mut buf = vec![0u8; BUF];
     loop {
         match src.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => {
-                let mut out = lock(&dst);
-                if let Some(file) = out.as_mut()
-                    && file.write_all(&buf[..n]).is_err()
-                {
-                    *out = None;
-                }
-            }
+            Ok(n) => send(&dst, kind, &buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
@@ -112,6 +119,7 @@ fn relay(mut src: File, dst: Sink, done: Sender<()>) {
 
 /// One frame of the control channel, as read.
 enum Frame {
+    Request(Vec<u8>),
     Data(Vec<u8>),
     Eof,
     Kill(KillOrder),
@@ -125,7 +133,7 @@ fn read_frame(r: &mut impl Read) -> Frame {
         return Frame::Closed;
     }
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if len > frame::LIMIT {
+    if frame::to_runner_limit(header[0]).is_none_or(|limit| len > limit) {
         return Frame::Closed;
     }
     let mut payload = vec![0u8; len];
@@ -133,6 +141,7 @@ fn read_frame(r: &mut impl Read) -> Frame {
         return Frame::Closed;
     }
     match header[0] {
+        frame::REQUEST => Frame::Request(payload),
         frame::DATA => Frame::Data(payload),
         frame::EOF => Frame::Eof,
         frame::KILL => serde_json::from_slice(&payload).map_or(Frame::Closed, Frame::Kill),
@@ -163,7 +172,8 @@ fn control(
             Frame::Kill(order) => {
                 let _ = orders.send((KillCause::Host, order.grace_ms));
             }
-            Frame::Closed => {
+            // A second request is a broken channel too.
+            Frame::Request(_) | Frame::Closed => {
                 let _ = orders.send((KillCause::ClientGone, grace_ms));
                 return;
             }
@@ -212,7 +222,7 @@ fn killer(
             grace_ms,
             max_rounds: KILL_ROUNDS,
         };
-        let _ = reports.send((cause, kill::kill_call(&request, &[])));
+        let _ = reports.send((cause, kill::kill_own_call(&request)));
     }
 }
 
@@ -269,7 +279,7 @@ fn receive_script(channel: &mut impl Read, exec_id: &str, suffix: &str) -> Resul
                 }
             }
             Frame::Eof => break Ok(()),
-            Frame::Kill(_) | Frame::Closed => {
+            Frame::Request(_) | Frame::Kill(_) | Frame::Closed => {
                 break Err((
                     SpawnFailure::BadRequest,
                     "stopped before the program arrived".to_owned(),
@@ -323,54 +333,53 @@ fn command_for(req: &RunRequest, script: Option<&str>) -> Result<Command, Failur
     })
 }
 
-fn finish(err: &Sink, exec_id: &str, report: &RunReport) {
-    let mut out = lock(err);
-    if let Some(file) = out.as_mut() {
-        let mut line = TRAILER_MARKER.to_vec();
-        line.extend_from_slice(exec_id.as_bytes());
-        line.push(b' ');
-        line.extend_from_slice(
-            serde_json::to_string(report)
-                .expect("RunReport serializes")
-                .as_bytes(),
-        );
-        line.push(b'\n');
-        // One write: atomic on a pipe for a line this short, so it never interleaves.
-        let _ = file.write_all(&line);
-    }
-    *out = None;
+/// Writes the report as the last frame and closes the exec's stdout.
+fn finish(out: &Sink, report: &RunReport) {
+    let json = serde_json::to_vec(report).expect("RunReport serializes");
+    send(out, frame::REPORT, &json);
+    *lock(out) = None;
 }
 
+/// A request the supervisor cannot take: said on its own stderr (no frame can carry it
+/// before the request is known good), exit 2.
 fn fail_usage(message: &str) -> ! {
     eprintln!("sandbox-runner run: {message}");
     std::process::exit(exit::BAD_ARGS);
 }
 
-/// Runs one call as described by `arg` (a JSON [`RunRequest`]) and exits with its code.
-pub fn run(arg: &str) -> ! {
-    let started = Instant::now();
+/// The request, from the first frame of the control channel.
+fn read_request(channel: &mut impl Read) -> RunRequest {
+    let Frame::Request(json) = read_frame(channel) else {
+        fail_usage("the control channel did not start with a request");
+    };
     let req: RunRequest =
-        serde_json::from_str(arg).unwrap_or_else(|e| fail_usage(&format!("bad request: {e}")));
+        serde_json::from_slice(&json).unwrap_or_else(|e| fail_usage(&format!("bad request: {e}")));
     if req.version != PROTOCOL_VERSION {
         fail_usage(&format!(
             "the host speaks protocol {}, this runner {PROTOCOL_VERSION}: rebuild the image (just image)",
             req.version
         ));
     }
-    let exec_id = std::env::var(EXEC_ID_ENV)
-        .ok()
-        .filter(|id| kill::valid_exec_id(id))
-        .unwrap_or_else(|| fail_usage(&format!("{EXEC_ID_ENV} is missing or malformed")));
-    let out: Sink = Arc::new(Mutex::new(dup_std(io::stdout()).ok()));
-    let err: Sink = Arc::new(Mutex::new(dup_std(io::stderr()).ok()));
-    let Err((failure, message)) = supervise(&req, &exec_id, &out, &err, started);
-    if let Some(f) = lock(&err).as_mut() {
-        let name = program_name(&req);
-        let _ = match failure {
-            SpawnFailure::NotFound => writeln!(f, "sandbox-runner: {name}: command not found"),
-            _ => writeln!(f, "sandbox-runner: {name}: {message}"),
-        };
+    req
+}
+
+/// Runs call `exec_id`, whose request arrives on stdin, and exits with its code.
+pub fn run(exec_id: &str) -> ! {
+    let started = Instant::now();
+    if !kill::valid_exec_id(exec_id) {
+        fail_usage("malformed exec id");
     }
+    let stdin = dup_std(io::stdin()).unwrap_or_else(|e| fail_usage(&format!("no stdin: {e}")));
+    let mut channel = BufReader::with_capacity(BUF, stdin);
+    let req = read_request(&mut channel);
+    let out: Sink = Arc::new(Mutex::new(dup_std(io::stdout()).ok()));
+    let Err((failure, message)) = supervise(&req, exec_id, channel, &out, started);
+    let name = program_name(&req);
+    let said = match failure {
+        SpawnFailure::NotFound => format!("sandbox-runner: {name}: command not found\n"),
+        _ => format!("sandbox-runner: {name}: {message}\n"),
+    };
+    send(&out, frame::STDERR, said.as_bytes());
     let report = RunReport {
         status: None,
         spawn_error: Some(message),
@@ -379,7 +388,7 @@ pub fn run(arg: &str) -> ! {
         leaked_output: false,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
-    finish(&err, &exec_id, &report);
+    finish(&out, &report);
     std::process::exit(failure.exit_code());
 }
 
@@ -387,8 +396,8 @@ pub fn run(arg: &str) -> ! {
 fn supervise(
     req: &RunRequest,
     exec_id: &str,
+    mut channel: BufReader<File>,
     out: &Sink,
-    err: &Sink,
     started: Instant,
 ) -> Result<std::convert::Infallible, Failure> {
     // Orphans of the command (double forks, `setsid` children) re-parent to us, not to the
@@ -402,8 +411,6 @@ fn supervise(
             )
         })?;
     }
-    let stdin = dup_std(io::stdin()).map_err(|e| (failure_of(&e), format!("no stdin: {e}")))?;
-    let mut channel = BufReader::with_capacity(BUF, stdin);
     let script = match &req.program {
         Program::Script { suffix, .. } => Some(receive_script(&mut channel, exec_id, suffix)?),
         _ => None,
@@ -413,7 +420,7 @@ fn supervise(
             let _ = fs::remove_file(s);
         }
     };
-    let prepared = prepare(req, exec_id, out, err, channel, script.is_some(), started);
+    let prepared = prepare(req, exec_id, out, channel, script.is_some(), started);
     let (mut command, mut ready) =
         match prepared.and_then(|p| Ok((command_for(req, script.as_deref())?, p))) {
             Ok((c, p)) => (c, p),
@@ -423,6 +430,7 @@ fn supervise(
             }
         };
     command
+        .env(EXEC_ID_ENV, exec_id)
         .process_group(0)
         .stdin(
             ready
@@ -483,10 +491,8 @@ fn supervise(
         let _ = fs::remove_file(p);
     }
     remove_script();
-    *lock(out) = None;
     finish(
-        err,
-        exec_id,
+        out,
         &RunReport {
             status: Some(status),
             spawn_error: None,
@@ -516,7 +522,6 @@ fn prepare(
     req: &RunRequest,
     exec_id: &str,
     out: &Sink,
-    err: &Sink,
     channel: impl Read + Send + 'static,
     stdin_is_script: bool,
     started: Instant,
@@ -525,9 +530,12 @@ fn prepare(
     let (err_r, err_w) = pipe()?;
     let spare = out_r.try_clone().ok().zip(err_r.try_clone().ok());
     let (done_tx, relays_done) = mpsc::channel();
-    for (name, src, dst) in [("relay-out", out_r, out), ("relay-err", err_r, err)] {
-        let (dst, done) = (Arc::clone(dst), done_tx.clone());
-        spawn_thread(name, move || relay(File::from(src), dst, done))?;
+    for (name, src, kind) in [
+        ("relay-out", out_r, frame::STDOUT),
+        ("relay-err", err_r, frame::STDERR),
+    ] {
+        let (dst, done) = (Arc::clone(out), done_tx.clone());
+        spawn_thread(name, move || relay(File::from(src), kind, dst, done))?;
     }
     let (child_stdin, feed) = if stdin_is_script {
         (None, None)
@@ -570,18 +578,21 @@ fn reap_until(child: u32) -> ExitStatus {
             }
             Ok(_) | Err(Errno::INTR) => continue,
             // No children left although the main one was never reaped: cannot happen while it
-            // is our child; say "unknown" rather than loop forever.
-            Err(_) => return ExitStatus::Exited { code: -1 },
+            // is our child; say 255 ("unknown") rather than loop forever.
+            Err(_) => return ExitStatus::Exited { code: u8::MAX },
         }
     }
 }
 
 fn exit_status(status: WaitStatus) -> ExitStatus {
+    let byte = |n: i32| u8::try_from(n).unwrap_or(u8::MAX);
     match (status.exit_status(), status.terminating_signal()) {
-        (Some(code), _) => ExitStatus::Exited { code },
-        (None, Some(signal)) => ExitStatus::Signaled { signal },
+        (Some(code), _) => ExitStatus::Exited { code: byte(code) },
+        (None, Some(signal)) => ExitStatus::Signaled {
+            signal: byte(signal),
+        },
         // wait() without WUNTRACED/WCONTINUED reports only exits and deaths.
-        (None, None) => ExitStatus::Exited { code: -1 },
+        (None, None) => ExitStatus::Exited { code: u8::MAX },
     }
 }
 
@@ -606,11 +617,13 @@ mod tests {
 
     #[test]
     fn frames_read_back_and_a_cut_channel_is_closed() {
-        let mut bytes = frame::encode(frame::DATA, b"abc");
+        let mut bytes = frame::encode(frame::REQUEST, b"{}");
+        bytes.extend(frame::encode(frame::DATA, b"abc"));
         bytes.extend(frame::encode(frame::EOF, b""));
         bytes.extend(frame::encode(frame::KILL, br#"{"grace_ms":5}"#));
         bytes.extend(&frame::encode(frame::DATA, b"cut")[..4]);
         let mut r = bytes.as_slice();
+        assert!(matches!(read_frame(&mut r), Frame::Request(d) if d == b"{}"));
         assert!(matches!(read_frame(&mut r), Frame::Data(d) if d == b"abc"));
         assert!(matches!(read_frame(&mut r), Frame::Eof));
         assert!(matches!(
@@ -618,8 +631,9 @@ mod tests {
             Frame::Kill(KillOrder { grace_ms: 5 })
         ));
         assert!(matches!(read_frame(&mut r), Frame::Closed));
-        let mut huge = vec![frame::DATA];
-        huge.extend(u32::MAX.to_be_bytes());
-        assert!(matches!(read_frame(&mut huge.as_slice()), Frame::Closed));
+        let over = frame::header(frame::DATA, frame::MAX_PAYLOAD + 1);
+        assert!(matches!(read_frame(&mut over.as_slice()), Frame::Closed));
+        let output = frame::encode(frame::STDOUT, b"not for the runner");
+        assert!(matches!(read_frame(&mut output.as_slice()), Frame::Closed));
     }
 }

@@ -27,6 +27,10 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// "timed out". The slack lets grep's own answer arrive first; the host deadline stays as the
 /// backstop for a grep that hangs.
 pub const GREP_SLACK: Duration = Duration::from_secs(2);
+/// Largest `shell` command and `run_python` program: 16 MiB. Both travel to the sandbox on the
+/// exec's stdin, so nothing smaller (argv, the environment) limits them; this bound keeps one
+/// call from shipping an unbounded amount through the service.
+pub const MAX_PROGRAM_BYTES: usize = 16 * 1024 * 1024;
 
 /// The deadlines the host applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +130,7 @@ pub fn parse_shell(args: &Value, limits: &TimeoutLimits) -> Result<ShellArgs, Ar
     if command.contains('\0') {
         return Err(ArgError::new(TOOL, "command must not contain NUL bytes"));
     }
+    program_size(TOOL, "command", &command)?;
     let timeout = timeout(TOOL, map, limits.shell_default, limits.max)?;
     Ok(ShellArgs { command, timeout })
 }
@@ -137,6 +142,7 @@ pub fn parse_python(args: &Value, limits: &TimeoutLimits) -> Result<PythonArgs, 
     let Some(Value::String(code)) = map.get("code") else {
         return Err(ArgError::new(TOOL, "code must be string"));
     };
+    program_size(TOOL, "code", code)?;
     let timeout = timeout(TOOL, map, limits.python_default, limits.max)?;
     Ok(PythonArgs {
         code: code.clone(),
@@ -180,6 +186,19 @@ pub fn parse_file_tool<'a>(
         args: Cow::Owned(Value::Object(rewritten)),
         deadline: own + GREP_SLACK,
     })
+}
+
+fn program_size(tool: &str, name: &str, program: &str) -> Result<(), ArgError> {
+    if program.len() > MAX_PROGRAM_BYTES {
+        return Err(ArgError::new(
+            tool,
+            format!(
+                "{name} is {} bytes, at most {MAX_PROGRAM_BYTES}",
+                program.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn object<'a>(tool: &str, args: &'a Value) -> Result<&'a Map<String, Value>, ArgError> {
@@ -263,6 +282,33 @@ mod tests {
         assert_eq!(
             nul.to_string(),
             "[Error] bad arguments to shell: command must not contain NUL bytes"
+        );
+    }
+
+    #[test]
+    fn programs_have_one_size_limit() {
+        let at_limit = "x".repeat(MAX_PROGRAM_BYTES);
+        assert!(parse_python(&json!({"code": at_limit}), &limits()).is_ok());
+        let over = format!("echo {}", "y".repeat(MAX_PROGRAM_BYTES));
+        let err = parse_shell(&json!({"command": over}), &limits()).expect_err("too big");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "[Error] bad arguments to shell: command is {} bytes, at most {MAX_PROGRAM_BYTES}",
+                MAX_PROGRAM_BYTES + 5
+            )
+        );
+        let err = parse_python(
+            &json!({"code": "y".repeat(MAX_PROGRAM_BYTES + 1)}),
+            &limits(),
+        )
+        .expect_err("too big");
+        assert_eq!(
+            err.message(),
+            format!(
+                "code is {} bytes, at most {MAX_PROGRAM_BYTES}",
+                MAX_PROGRAM_BYTES + 1
+            )
         );
     }
 

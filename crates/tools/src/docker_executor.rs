@@ -1,13 +1,14 @@
 //! [`DockerExecutor`]: the seven sandbox tools run in the user's sandbox; every other tool
 //! goes to the host executor it wraps.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use sandbox_exec::{ExecClient, ExecRequest, Outcome, OutputCaps, Termination, ToolInput};
-use sandbox_pool::{Lease, SandboxPool};
+use sandbox_pool::{Recreated, SandboxPool};
 use serde_json::Value;
 use tracing::{debug, warn};
 
@@ -62,8 +63,9 @@ impl std::fmt::Debug for DockerExecutor {
     }
 }
 
-/// What the sandbox answered, before formatting; `Err` is why nothing could run.
-type Ran = Result<(Outcome, Lease), String>;
+/// What the sandbox answered (and why it was made anew, if it was), before formatting; `Err`
+/// is why nothing could run.
+type Ran = Result<(Outcome, Option<Recreated>), String>;
 
 impl DockerExecutor {
     /// An executor for `user` working in `working_dir` (a host folder, normally inside the
@@ -139,7 +141,7 @@ impl DockerExecutor {
         &self.shared.pool
     }
 
-    fn exec_user<'a>(&'a self, lease: &'a Lease) -> &'a str {
+    fn exec_user<'a>(&'a self, lease: &'a sandbox_pool::Lease) -> &'a str {
         self.shared
             .config
             .exec_user
@@ -150,7 +152,7 @@ impl DockerExecutor {
     /// The call's working directory in the container: `/workspace/<relative path>`, or
     /// `/workspace` when it lies outside the user root (compared after resolving links, as
     /// the seed did).
-    fn container_dir(&self, lease: &Lease) -> String {
+    fn container_dir(&self, lease: &sandbox_pool::Lease) -> String {
         let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
         let root = resolve(&lease.user_root);
         let dir = resolve(&self.working_dir);
@@ -160,18 +162,26 @@ impl DockerExecutor {
         }
     }
 
-    /// Runs `req` in the user's sandbox. A sandbox found gone before the command started is
-    /// replaced and the call retried once (nothing ran); one lost mid-call is reported.
-    async fn run(&self, req: ExecRequest, ctx: &CallContext) -> Ran {
+    /// Runs `req` in the user's sandbox, all of it (the wait for the sandbox included) within
+    /// `deadline` and the call's cancellation. A sandbox found gone before the command started
+    /// is replaced and the call retried once (nothing ran); one lost mid-call is reported.
+    async fn run(&self, req: ExecRequest, ctx: &CallContext, deadline: Instant) -> Ran {
+        let started = Instant::now();
         for attempt in 0..2 {
-            let mut lease = match self.shared.pool.acquire(&self.user).await {
-                Ok(lease) => lease,
-                Err(e) => return Err(chain(&e)),
+            let acquired = within(ctx, deadline, self.shared.pool.acquire(&self.user)).await;
+            let mut lease = match acquired {
+                Ok(Ok(lease)) => lease,
+                Ok(Err(e)) => return Err(chain(&e)),
+                Err(stopped) => {
+                    debug!(user = %self.user, ?stopped, "stopped while waiting for the sandbox");
+                    return Ok((Outcome::not_started(stopped, started.elapsed()), None));
+                }
             };
             let req = req
                 .clone()
                 .with_user(self.exec_user(&lease))
                 .with_working_dir(self.container_dir(&lease))
+                .with_deadline(deadline)
                 .with_cancel(ctx.cancel.child_token());
             let req = match &ctx.sink {
                 Some(sink) => req.with_sink(Arc::clone(sink)),
@@ -179,10 +189,17 @@ impl DockerExecutor {
             };
             match self.shared.exec.run(&lease.container_id, req).await {
                 Ok(outcome) => {
-                    if matches!(outcome.termination, Termination::SandboxLost { .. }) {
+                    // Lost, or out of time before the command could start (the daemon may not
+                    // be answering): the next call asks the daemon rather than trust memory.
+                    let unsure = outcome.kill.is_none()
+                        && matches!(
+                            outcome.termination,
+                            Termination::TimedOut | Termination::Cancelled
+                        );
+                    if unsure || matches!(outcome.termination, Termination::SandboxLost { .. }) {
                         lease.mark_lost();
                     }
-                    return Ok((outcome, lease));
+                    return Ok((outcome, lease.recreated.clone()));
                 }
                 Err(e) => {
                     // Whatever stopped the exec (sandbox gone, daemon down), the next call
@@ -247,11 +264,12 @@ impl DockerExecutor {
     /// shell and run_python: `[stdout]`/`[stderr]`/`[exit N]` with the command's real code.
     async fn command(&self, tool: &str, req: ExecRequest, ctx: &CallContext) -> ToolResult {
         let timeout = req.timeout();
-        match self.run(req, ctx).await {
+        let deadline = Instant::now() + timeout;
+        match self.run(req, ctx, deadline).await {
             Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
-            Ok((outcome, lease)) => {
+            Ok((outcome, recreated)) => {
                 let code = outcome.exit_code();
-                finish(tool, &outcome, &lease, whole_secs(timeout), |o| {
+                finish(tool, &outcome, recreated, whole_secs(timeout), |o| {
                     (format::command_result(&o.stdout, &o.stderr, code), code)
                 })
             }
@@ -263,16 +281,30 @@ impl DockerExecutor {
             Ok(c) => c,
             Err(e) => return bad_args(&e),
         };
+        // The reported seconds are the model's own timeout; the deadline may add grep's slack.
+        let secs = whole_secs(match tool {
+            "grep" => call.deadline.saturating_sub(args::GREP_SLACK),
+            _ => call.deadline,
+        });
+        let started = Instant::now();
+        let deadline = started + call.deadline;
         let writes = matches!(tool, "write" | "edit");
         let mut max_growth_bytes = None;
         if writes {
             let root = self.shared.pool.user_root(&self.user);
-            match self
+            let check = self
                 .shared
                 .quota
-                .check(&self.user, &root, incoming_bytes(tool, args))
-                .await
-            {
+                .check(&self.user, &root, incoming_bytes(tool, args));
+            // Dropping the check on a stop also stops the walk of the user root.
+            let decision = match within(ctx, deadline, check).await {
+                Ok(decision) => decision,
+                Err(stopped) => {
+                    let outcome = Outcome::not_started(stopped, started.elapsed());
+                    return finish(tool, &outcome, None, secs, file_tool_answer);
+                }
+            };
+            match decision {
                 QuotaDecision::Unlimited => {}
                 QuotaDecision::Allowed { remaining } => max_growth_bytes = Some(remaining),
                 // Refused before anything reaches the container: nothing changes.
@@ -285,24 +317,16 @@ impl DockerExecutor {
             args: call.args.into_owned(),
             max_growth_bytes,
         };
-        // The reported seconds are the model's own timeout; the deadline may add grep's slack.
-        let secs = whole_secs(match tool {
-            "grep" => call.deadline.saturating_sub(args::GREP_SLACK),
-            _ => call.deadline,
-        });
         let req = ExecRequest::tool(tool, &input)
             .with_timeout(call.deadline)
             .with_caps(FILE_TOOL_CAPS);
-        let ran = self.run(req, ctx).await;
+        let ran = self.run(req, ctx, deadline).await;
         if writes {
             self.shared.quota.record_write(&self.user);
         }
         match ran {
             Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
-            Ok((outcome, lease)) => finish(tool, &outcome, &lease, secs, |o| {
-                let code = o.exit_code();
-                (format::file_tool_result(&o.stdout, &o.stderr, code), code)
-            }),
+            Ok((outcome, recreated)) => finish(tool, &outcome, recreated, secs, file_tool_answer),
         }
     }
 }
@@ -323,7 +347,7 @@ fn incoming_bytes(tool: &str, args: &Value) -> u64 {
 fn finish(
     tool: &str,
     outcome: &Outcome,
-    lease: &Lease,
+    recreated: Option<Recreated>,
     timeout_secs: u64,
     done: impl FnOnce(&Outcome) -> (String, i32),
 ) -> ToolResult {
@@ -359,7 +383,7 @@ fn finish(
             cancelled: outcome.termination == Termination::Cancelled,
             truncated: outcome.stdout.is_truncated() || outcome.stderr.is_truncated(),
             sandbox_lost: matches!(outcome.termination, Termination::SandboxLost { .. }),
-            recreated: lease.recreated.as_ref().map(|r| format!("{r:?}")),
+            recreated: recreated.as_ref().map(|r| format!("{r:?}")),
             kill: outcome.kill.clone(),
             duration: outcome.duration,
         },
@@ -379,7 +403,30 @@ fn lost_text(reason: &sandbox_exec::LostReason) -> String {
         sandbox_exec::LostReason::DaemonUnreachable { error } => {
             format!("the Docker daemon stopped answering ({error})")
         }
+        sandbox_exec::LostReason::RunnerBroke { detail } => {
+            format!("the sandbox's runner broke the protocol ({detail})")
+        }
     }
+}
+
+/// Runs `work` unless the call is cancelled or `deadline` passes first; then says which.
+async fn within<T>(
+    ctx: &CallContext,
+    deadline: Instant,
+    work: impl Future<Output = T>,
+) -> Result<T, Termination> {
+    tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => Err(Termination::Cancelled),
+        _ = tokio::time::sleep_until(deadline.into()) => Err(Termination::TimedOut),
+        done = work => Ok(done),
+    }
+}
+
+/// A file tool's answer: its stdout on success, its stderr on failure, its own code.
+fn file_tool_answer(o: &Outcome) -> (String, i32) {
+    let code = o.exit_code();
+    (format::file_tool_result(&o.stdout, &o.stderr, code), code)
 }
 
 /// Seconds for the timeout message, rounded up so that 0.25 s never reads "0s".
