@@ -802,3 +802,65 @@ async fn a_command_of_control_characters_too_long_for_argv_as_json_runs() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quota_walk_counts_the_user_root_and_nothing_beyond_it() {
+    let config = ToolsConfig {
+        quotas: sandbox_tools::QuotaConfig {
+            disk_bytes_per_user: Some(sandbox_pool::bytesize::ByteSize::kib(200)),
+            cache_ttl: Duration::ZERO,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let t = TestTools::start_with("hostile_quota_walk", FakeHost::all(), config).await;
+    // The sandbox points links at everything it can name, and owns 100 KiB.
+    let r = sh(
+        &t,
+        "ln -s / root; ln -s /workspace/.. up; ln -s /etc etc; mkdir -p d; ln -s /usr d/usr; \
+         head -c 102400 /dev/zero > own.bin",
+    )
+    .await;
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    // The host mounts another filesystem inside the root, with 1 MiB in it (the tests run as
+    // root, as CI does): not the user's files either.
+    let mnt = t.root.join("mnt");
+    std::fs::create_dir(&mnt).expect("mount point");
+    rustix::mount::mount(
+        "tmpfs",
+        &mnt,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        c"size=4m",
+    )
+    .expect("mount a tmpfs (the tests run as root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    std::fs::write(mnt.join("big"), vec![0u8; 1024 * 1024]).expect("write");
+
+    let store = sandbox_tools::DirUsage::new(Duration::ZERO);
+    let used = sandbox_tools::UsageStore::usage(&store, "u", &t.root)
+        .await
+        .expect("measured");
+    // Its own file alone: no link followed, no mount crossed.
+    assert_eq!(used, 102_400);
+    let r = t
+        .call(
+            "write",
+            json!({"path": "small.txt", "content": "x".repeat(1000)}),
+        )
+        .await;
+    assert_eq!(r.exit_code, 0, "within the quota: {r:?}");
+    let r = t
+        .call(
+            "write",
+            json!({"path": "big.txt", "content": "x".repeat(150_000)}),
+        )
+        .await;
+    assert_eq!(r.exit_code, 2, "over the quota: {r:?}");
+}

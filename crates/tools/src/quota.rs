@@ -10,12 +10,16 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytesize::ByteSize;
+use rustix::fs::{self, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 /// How long a measured usage is trusted: 10 s.
@@ -208,10 +212,13 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
 /// The embedded [`UsageStore`]: sums the apparent sizes of the regular files under the user's
 /// root, and reuses the sum for a while.
 ///
-/// Symlinks are not followed (a link to `/` must not count the host), and the walk runs on a
-/// blocking thread. A file that vanishes during the walk counts as nothing; any other error
-/// fails the check rather than undercount (a directory the host may not read would otherwise
-/// hide what is in it).
+/// The sandbox user owns everything under the root and may change it while the host walks it,
+/// so the walk goes by directory handles ([`apparent_size`]): it never follows a symlink, a
+/// directory swapped for one mid-walk leads nowhere, and it stays on the root's filesystem. It
+/// runs on a blocking thread and stops as soon as the caller stops waiting (the call's deadline
+/// or cancellation dropped the check). A file that vanishes during the walk counts as nothing;
+/// any other error fails the check rather than undercount (a directory the host may not read
+/// would otherwise hide what is in it).
 #[derive(Debug)]
 pub struct DirUsage {
     ttl: Duration,
@@ -235,7 +242,7 @@ impl DirUsage {
     }
 
     fn cached(&self, user: &str, root: &Path) -> Option<u64> {
-        let cache = self.cache.lock().expect("usage cache lock is not poisoned");
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .get(user)
             .filter(|m| m.root == root && m.at.elapsed() < self.ttl)
@@ -243,11 +250,20 @@ impl DirUsage {
     }
 
     fn remember(&self, user: &str, root: &Path, bytes: u64, at: Instant) {
-        let mut cache = self.cache.lock().expect("usage cache lock is not poisoned");
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         // Expired entries go on every insert, so users who left cost nothing for long.
         cache.retain(|_, m| m.at.elapsed() < self.ttl);
         let root = root.to_owned();
         cache.insert(user.to_owned(), Measured { root, bytes, at });
+    }
+}
+
+/// Sets its flag when dropped: the walk on the blocking thread sees it and ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -261,7 +277,9 @@ impl UsageStore for DirUsage {
         // not outlive `ttl` counted from before them.
         let started = Instant::now();
         let owned = root.to_owned();
-        let bytes = tokio::task::spawn_blocking(move || apparent_size(&owned))
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
+        let bytes = tokio::task::spawn_blocking(move || apparent_size(&owned, &stop))
             .await
             .map_err(QuotaError::Task)?
             .map_err(QuotaError::Measure)?;
@@ -270,41 +288,105 @@ impl UsageStore for DirUsage {
     }
 
     fn record_write(&self, user: &str) {
-        let mut cache = self.cache.lock().expect("usage cache lock is not poisoned");
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.remove(user);
     }
 }
 
-/// Sum of `len()` of the regular files under `root`; 0 when `root` does not exist yet.
-fn apparent_size(root: &Path) -> io::Result<u64> {
+/// Deepest directory the walk enters; a deeper tree fails the check (one handle is open per
+/// level).
+pub const MAX_WALK_DEPTH: usize = 256;
+/// Entries between two looks at the stop flag.
+const STOP_CHECK_EVERY: u32 = 256;
+
+/// Sum of the sizes of the regular files under `root`; 0 when `root` does not exist yet.
+///
+/// Every directory is opened relative to its parent's handle, `O_NOFOLLOW`, and checked to be
+/// on the root's filesystem; files are measured relative to the same handle without following
+/// links. So whatever the sandbox does to the tree meanwhile, the walk reads only what is below
+/// the root. `stop` ends it with [`io::ErrorKind::Interrupted`].
+pub fn apparent_size(root: &Path, stop: &AtomicBool) -> io::Result<u64> {
+    walk(root, stop, &mut |_| {})
+}
+
+/// [`apparent_size`], calling `before_open` with each directory's path under the root just
+/// before opening it (tests change the tree there).
+fn walk(root: &Path, stop: &AtomicBool, before_open: &mut dyn FnMut(&Path)) -> io::Result<u64> {
+    let top = match fs::open(root, dir_flags(), Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let device = fs::fstat(&top)?.st_dev;
+    let mut stack = vec![(fs::Dir::new(top)?, PathBuf::new())];
     let mut total = 0u64;
-    for entry in walkdir::WalkDir::new(root).follow_links(false) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(err) if is_not_found(&err) => continue,
-            Err(err) => return Err(err.into()),
+    let mut seen = 0u32;
+    while let Some((dir, at)) = stack.last_mut() {
+        let Some(entry) = dir.read() else {
+            stack.pop();
+            continue;
         };
-        if entry.file_type().is_file() {
-            match entry.metadata() {
-                Ok(meta) => total = total.saturating_add(meta.len()),
-                Err(err) if is_not_found(&err) => {}
-                Err(err) => return Err(err.into()),
+        seen = seen.wrapping_add(1);
+        if seen.is_multiple_of(STOP_CHECK_EVERY) && stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped"));
+        }
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        let parent = dir.fd()?;
+        let kind = match entry.file_type() {
+            FileType::Unknown => match fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            },
+            kind => kind,
+        };
+        match kind {
+            FileType::RegularFile => match fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                // Swapped for something else since it was listed: not a file of the root now.
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                    total = total.saturating_add(u64::try_from(st.st_size).unwrap_or(0));
+                }
+                Ok(_) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            },
+            FileType::Directory => {
+                let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                before_open(&path);
+                let fd = match fs::openat(parent, name, dir_flags(), Mode::empty()) {
+                    Ok(fd) => fd,
+                    // Gone, or swapped for a symlink or a file: nothing of the root to count.
+                    Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if fs::fstat(&fd)?.st_dev != device {
+                    continue; // another filesystem mounted in the root
+                }
+                if stack.len() > MAX_WALK_DEPTH {
+                    return Err(io::Error::other(format!(
+                        "the tree is deeper than {MAX_WALK_DEPTH} directories"
+                    )));
+                }
+                stack.push((fs::Dir::new(fd)?, path));
             }
+            _ => {} // symlinks, sockets, FIFOs, devices: no data of their own
         }
     }
     Ok(total)
 }
 
-/// The sandbox user may delete files while the host walks them: that is a race, not a failure.
-fn is_not_found(err: &walkdir::Error) -> bool {
-    err.io_error()
-        .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+/// A directory, opened without following a link in the last component.
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
 #[cfg(test)]
 mod tests {
     use std::fs;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     use super::*;
 
@@ -503,6 +585,67 @@ mod tests {
         let err = store.usage("u1", dir.path()).await.expect_err("refused");
         fs::set_permissions(&hidden, fs::Permissions::from_mode(0o755)).expect("chmod back");
         assert!(error_chain(&err).starts_with("could not measure disk usage: "));
+    }
+
+    fn measure(root: &Path, before_open: &mut dyn FnMut(&Path)) -> io::Result<u64> {
+        walk(root, &AtomicBool::new(false), before_open)
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_walk_leads_nowhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        fs::write(root.join("a/b/mine"), [0u8; 10]).expect("write");
+        fs::create_dir_all(outside.join("b")).expect("mkdir");
+        fs::write(outside.join("b/host-secret"), [0u8; 1000]).expect("write");
+        fs::write(outside.join("big"), [0u8; 5000]).expect("write");
+        // Listed as a directory, swapped for a link to outside just before it is opened.
+        let mut swapped = Vec::new();
+        let total = measure(&root, &mut |path| {
+            if path == Path::new("a") {
+                fs::rename(root.join("a"), dir.path().join("a.moved")).expect("move");
+                std::os::unix::fs::symlink(&outside, root.join("a")).expect("symlink");
+                swapped.push(path.to_owned());
+            }
+        })
+        .expect("measured");
+        assert_eq!(swapped, [PathBuf::from("a")]);
+        assert_eq!(total, 0, "nothing of outside was counted");
+        // One level down, once the walk holds the handle of `a`: its `b` swapped for a link.
+        fs::remove_file(root.join("a")).expect("rm link");
+        fs::rename(dir.path().join("a.moved"), root.join("a")).expect("move back");
+        let total = measure(&root, &mut |path| {
+            if path == Path::new("a/b") {
+                fs::rename(root.join("a/b"), dir.path().join("b.moved")).expect("move");
+                std::os::unix::fs::symlink(outside.join("b"), root.join("a/b")).expect("symlink");
+            }
+        })
+        .expect("measured");
+        assert_eq!(total, 0);
+        assert_eq!(measure(&root, &mut |_| {}).expect("measured"), 0);
+        fs::write(root.join("a/own"), [0u8; 7]).expect("write");
+        assert_eq!(measure(&root, &mut |_| {}).expect("measured"), 7);
+    }
+
+    #[test]
+    fn the_walk_stops_when_asked_and_refuses_a_tree_too_deep() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for i in 0..2 * STOP_CHECK_EVERY {
+            fs::write(dir.path().join(format!("f{i}")), b"x").expect("write");
+        }
+        let stopped = walk(dir.path(), &AtomicBool::new(true), &mut |_| {});
+        assert_eq!(
+            stopped.expect_err("stopped").kind(),
+            io::ErrorKind::Interrupted
+        );
+        let mut deep = dir.path().to_owned();
+        for _ in 0..=MAX_WALK_DEPTH + 1 {
+            deep.push("d");
+        }
+        fs::create_dir_all(&deep).expect("deep tree");
+        let err = apparent_size(dir.path(), &AtomicBool::new(false)).expect_err("too deep");
+        assert!(err.to_string().contains("deeper than"), "{err}");
     }
 
     /// Counts `disk quota check failed` warnings.
