@@ -864,3 +864,58 @@ async fn the_quota_walk_counts_the_user_root_and_nothing_beyond_it() {
         .await;
     assert_eq!(r.exit_code, 2, "over the quota: {r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pools_sharing_a_daemon_leave_each_others_running_calls_alone() {
+    // Pool B, a service process, runs a long call. To the other pools (the same configuration:
+    // timings are not part of it) every sandbox looks idle at once: idle timeout 1 ms, reaper
+    // every 100 ms.
+    let service = pool_config("hostile_shared_daemon");
+    let config = sandbox_pool::PoolConfig {
+        idle_timeout: Duration::from_millis(1),
+        reap_interval: Duration::from_millis(100),
+        ..service.clone()
+    };
+    let b = TestTools::start_on_pool(service).await;
+    assert_next_call_works(&b).await;
+    let id = b.pool.ensure("u").await.expect("ensure").container_id;
+    let call = b.call("shell", json!({"command": "sleep 20; echo done"}));
+    let others = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let users = b.pool.users.path();
+        // Pool A, same configuration, starts (adopting B's sandbox), reaps, and starts again.
+        let a = e2e_tests::TestPool::start_on(config.clone(), users).await;
+        assert!(a.reap_idle().await.is_empty(), "a busy sandbox is not idle");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = e2e_tests::TestPool::start_on(config.clone(), users).await;
+        // Pool C, another configuration: B's sandbox is outdated for it, and busy.
+        let changed = sandbox_pool::PoolConfig {
+            memory: sandbox_pool::bytesize::ByteSize::mib(300),
+            ..config.clone()
+        };
+        let c = e2e_tests::TestPool::start_on(changed, users).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let still = e2e_tests::processes(b.pool.docker(), &id).await;
+        assert!(still.iter().any(|p| p.contains("sleep 20")), "{still:?}");
+        // A and its restart go away (their reapers would rightly take the sandbox once B's
+        // call ends). C's call for the same user waits for B's call to end, then replaces it.
+        for pool in [a, again] {
+            pool.shutdown(sandbox_pool::ShutdownPolicy::Keep)
+                .await
+                .expect("shutdown");
+        }
+        let replaced = c.acquire("u").await.expect("acquire");
+        (
+            replaced.recreated.clone(),
+            replaced.container_id.clone(),
+            Instant::now(),
+        )
+    };
+    let started = Instant::now();
+    let (r, (recreated, new_id, replaced_at)) = tokio::join!(call, others);
+    assert_eq!(r.content, "[stdout]\ndone\n[exit 0]", "{r:?}");
+    assert!(started.elapsed() >= Duration::from_secs(20));
+    assert!(replaced_at.duration_since(started) >= Duration::from_secs(19));
+    assert_eq!(recreated, Some(sandbox_pool::Recreated::ConfigChanged));
+    assert_ne!(new_id, id);
+}

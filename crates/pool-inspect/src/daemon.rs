@@ -1,6 +1,6 @@
 //! The one place that connects to the daemon, starts the pool and builds the executor from
-//! the configuration, and gets the pool's judgement of its containers without starting a pool
-//! (starting one reconciles, which removes things), as `gc` and `show` need.
+//! the configuration, and gets the pool's judgement of its containers without starting a pool,
+//! as `gc` and `show` need (the read-only commands never start one).
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use sandbox_pool::bollard::Docker;
 use sandbox_pool::bollard::models::ContainerSummary;
 use sandbox_pool::labels::USER;
-use sandbox_pool::{Judge, SandboxPool};
+use sandbox_pool::{Housekeeping, Judge, PoolConfig, SandboxPool};
 use sandbox_tools::DockerExecutor;
 
 use crate::config::FileConfig;
@@ -20,10 +20,19 @@ pub async fn connect() -> Result<Docker> {
     Ok(sandbox_pool::connect().await?)
 }
 
-/// Starts a pool with the configuration. Starting reconciles as the service does: this
-/// pool's running, current containers are adopted and its other containers removed.
-pub async fn start_pool(docker: &Docker, config: &FileConfig) -> Result<SandboxPool> {
-    SandboxPool::start(docker.clone(), config.pool.clone())
+/// Starts a pool with the configuration, doing `housekeeping`: a guest (`call`) removes and
+/// reaps nothing and uses a user's running sandbox as it is, since the service looks after the
+/// pool's containers; the demo's own pool does it all, as the service does.
+pub async fn start_pool(
+    docker: &Docker,
+    config: &FileConfig,
+    housekeeping: Housekeeping,
+) -> Result<SandboxPool> {
+    let pool = PoolConfig {
+        housekeeping,
+        ..config.pool.clone()
+    };
+    SandboxPool::start(docker.clone(), pool)
         .await
         .with_context(|| format!("starting pool {}", config.pool.name_prefix))
 }

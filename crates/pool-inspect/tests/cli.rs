@@ -523,3 +523,74 @@ fn a_missing_image_says_to_run_just_image() {
     assert_one_line_failure(code, &stderr, 1, "just image");
     assert!(pool.containers().is_empty());
 }
+
+#[test]
+fn read_only_commands_guest_calls_and_rm_touch_nothing_but_what_they_name() {
+    let pool = TestPool::new("hands_off");
+    let other = pool.write_config("other.toml", "hands_off", &image(), "cpus = 0.5");
+    for (user, config) in [("u1", &pool.config), ("u2", &pool.config), ("u3", &other)] {
+        let (code, _, stderr) =
+            output(pool.cmd_with(config, &["call", user, "shell", r#"{"command":"true"}"#]));
+        assert_eq!(code, 0, "{stderr}");
+    }
+    // u2's sandbox stopped, u3's made with another configuration: both leftovers a service's
+    // pool would remove when it starts.
+    let stopped = format!("{}-u2", pool.name);
+    runtime().block_on(async {
+        docker()
+            .await
+            .stop_container(
+                &stopped,
+                Some(StopContainerOptionsBuilder::new().t(0).build()),
+            )
+            .await
+            .expect("stop the sandbox");
+    });
+    let states = || {
+        let mut s: Vec<(String, String)> = pool
+            .containers()
+            .iter()
+            .map(|c| {
+                let name = c.names.as_ref().and_then(|n| n.first()).cloned();
+                (
+                    name.unwrap_or_default(),
+                    c.state.map(|s| s.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    let before = states();
+    assert_eq!(before.len(), 3, "{before:?}");
+    for args in [
+        vec!["ls"],
+        vec!["ls", "--json"],
+        vec!["show", "u1"],
+        vec!["show", "u2", "--json"],
+        vec!["image", "status"],
+    ] {
+        let (code, _, stderr) = pool.run(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert_eq!(states(), before, "{args:?} changed nothing");
+    }
+    // A call uses u3's running sandbox as it is, made with another configuration or not.
+    let (code, stdout, stderr) =
+        pool.run(&["call", "u3", "shell", r#"{"command":"echo as it is"}"#]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "[stdout]\nas it is\n[exit 0]\n");
+    assert_eq!(states(), before, "a guest call changed nothing");
+    let (code, stdout, stderr) = pool.run(&["rm", "u1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("removed "), "{stdout}");
+    let after: Vec<_> = before
+        .iter()
+        .filter(|(name, _)| !name.ends_with("-u1"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        states(),
+        after,
+        "rm u1 removed u1's sandbox and nothing else"
+    );
+}

@@ -41,6 +41,25 @@ pub const DEFAULT_MAX_SANDBOXES: usize = 64;
 /// Where the user root is mounted in the container.
 pub const WORKSPACE: &str = "/workspace";
 
+/// What a pool does with the daemon's containers besides running its users' calls.
+///
+/// Every pool with the same name shares the same containers: several service processes, and
+/// every `pool-inspect call`, may run at once on one daemon. Whatever the mode, a container
+/// with a call running (Docker lists its running execs) is never reaped, replaced or removed
+/// at start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Housekeeping {
+    /// The service's pool: at start-up adopt the running current containers and remove the
+    /// pool's others; reap idle sandboxes; replace outdated ones.
+    #[default]
+    Full,
+    /// A guest on a daemon whose containers another process looks after (an operator's
+    /// one-off call): remove nothing at start-up, reap nothing, and use a user's running
+    /// sandbox as it is, even if it was made with another configuration.
+    Guest,
+}
+
 /// A host folder mounted read-only into every sandbox (for example skills at
 /// `/sandbox/skills`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,6 +120,8 @@ pub struct PoolConfig {
     pub health_ttl: Duration,
     /// Cap on sandboxes held at once.
     pub max_sandboxes: usize,
+    /// What the pool does with containers besides running calls.
+    pub housekeeping: Housekeeping,
     /// Extra labels on every container.
     pub labels: BTreeMap<String, String>,
     /// Folder holding one user root per user (`<users_root>/<user>`), used when the pool is
@@ -130,6 +151,7 @@ impl Default for PoolConfig {
             reap_interval: DEFAULT_REAP_INTERVAL,
             health_ttl: DEFAULT_HEALTH_TTL,
             max_sandboxes: DEFAULT_MAX_SANDBOXES,
+            housekeeping: Housekeeping::default(),
             labels: BTreeMap::new(),
             users_root: None,
         }

@@ -30,6 +30,15 @@ pub enum PoolError {
         /// The container name.
         name: String,
     },
+    /// The user's sandbox must be replaced (it was made with another configuration) but calls
+    /// of another pool process kept running in it for longer than the pool waits.
+    #[error("the sandbox {container} of user {user} is busy with another pool's calls")]
+    SandboxBusy {
+        /// The user.
+        user: String,
+        /// Container id.
+        container: String,
+    },
     /// The user root cannot be used.
     #[error("user root {path} of user {user}: {reason}")]
     UserRoot {

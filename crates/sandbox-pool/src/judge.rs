@@ -180,6 +180,29 @@ impl Judge {
     }
 }
 
+/// Most running execs looked at one by one; a container listing more is busy anyway.
+const MAX_EXECS_INSPECTED: usize = 16;
+
+/// How many calls run in a container now, by any pool: Docker lists a container's execs in
+/// progress (`exec_ids`, from its inspect answer), and one created but never started (a client
+/// that gave up) is not running. An exec that cannot be inspected counts as running: in doubt,
+/// a container is busy.
+pub async fn calls_running(docker: &Docker, exec_ids: Option<&[String]>) -> usize {
+    let ids = exec_ids.unwrap_or_default();
+    if ids.len() > MAX_EXECS_INSPECTED {
+        return ids.len();
+    }
+    let mut running = 0;
+    for id in ids {
+        match docker.inspect_exec(id).await {
+            Err(e) if is_not_found(&e) => {}
+            Ok(e) if e.running != Some(true) => {}
+            _ => running += 1,
+        }
+    }
+    running
+}
+
 /// Every container carrying pool `pool`'s labels, in any state.
 pub async fn list_containers(
     docker: &Docker,
@@ -196,6 +219,49 @@ pub async fn list_containers(
             PoolError::ListContainers,
         )
     })
+}
+
+/// Removes user `user`'s sandbox of pool `pool`, found by its name, and nothing else: a
+/// container of that name without the pool's labels is left alone ([`PoolError::NameTaken`]).
+/// Returns the removed container's id, `None` when the user had no sandbox.
+pub async fn remove_sandbox(
+    docker: &Docker,
+    pool: &str,
+    user: &str,
+) -> Result<Option<String>, PoolError> {
+    validate_user(user)?;
+    let name = format!("{pool}-{user}");
+    let id = match docker.inspect_container(&name, None).await {
+        Ok(info) if labels::is_ours(info.config.as_ref().and_then(|c| c.labels.as_ref()), pool) => {
+            info.id.unwrap_or(name)
+        }
+        Ok(_) => {
+            return Err(PoolError::NameTaken {
+                user: user.to_owned(),
+                name,
+            });
+        }
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => {
+            return Err(unreachable_or("inspecting the sandbox", e, |source| {
+                PoolError::InspectContainer {
+                    user: user.to_owned(),
+                    container: name,
+                    source,
+                }
+            }));
+        }
+    };
+    remove_container(docker, &id).await.map_err(|e| {
+        unreachable_or("removing a sandbox", e, |source| {
+            PoolError::RemoveContainer {
+                user: user.to_owned(),
+                container: id.clone(),
+                source,
+            }
+        })
+    })?;
+    Ok(Some(id))
 }
 
 /// Removes a container with its anonymous volumes. Already gone, or already being removed, is

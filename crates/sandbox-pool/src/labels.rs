@@ -57,6 +57,7 @@ pub fn config_hash(config: &PoolConfig, image_id: &str, uid: u32, user_root: &st
     config.reap_interval = Default::default();
     config.health_ttl = Default::default();
     config.max_sandboxes = 0;
+    config.housekeeping = Default::default();
     config.users_root = None;
     let json = serde_json::to_vec(&Hashed {
         config: &config,

@@ -23,9 +23,9 @@ pub mod view;
 
 pub use bollard;
 pub use bytesize;
-pub use config::{ExtraMount, PoolConfig};
+pub use config::{ExtraMount, Housekeeping, PoolConfig};
 pub use error::PoolError;
-pub use judge::{Judge, Verdict, list_containers, remove_container};
+pub use judge::{Judge, Verdict, calls_running, list_containers, remove_container, remove_sandbox};
 pub use pool::{
     Lease, Recreated, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots, validate_user,
 };

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::PoolError;
-use crate::config::{PoolConfig, WORKSPACE};
-use crate::judge::{self, Judge, Verdict, unreachable_or};
+use crate::config::{Housekeeping, PoolConfig, WORKSPACE};
+use crate::judge::{self, Judge, Verdict, calls_running, unreachable_or};
 use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
 use crate::locks::LockMap;
 
@@ -260,6 +260,12 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// How often a replacement waiting for another pool's calls to end looks again.
+const BUSY_POLL: Duration = Duration::from_millis(250);
+/// How long a replacement waits for another pool's calls to end: the longest call a model may
+/// ask for (the call's own deadline normally ends the wait first).
+const BUSY_WAIT: Duration = Duration::from_secs(600);
+
 /// User ids name containers (`<prefix>-<user>`) and label values: keep them to what Docker
 /// accepts in a name, and short.
 pub fn validate_user(user: &str) -> Result<(), PoolError> {
@@ -290,10 +296,11 @@ impl SandboxPool {
 
     /// A pool on `docker` with `config` and the caller's mapping of users to roots.
     ///
-    /// Resolves the image, then reconciles with the daemon: running containers with this
-    /// pool's labels and the current configuration are adopted (with fresh idle timers), the
-    /// rest of ours are removed, and containers without our labels are never touched. Then
-    /// starts the idle reaper.
+    /// Resolves the image, then (with [`Housekeeping::Full`], the default) reconciles with the
+    /// daemon: running containers with this pool's labels and the current configuration are
+    /// adopted (with fresh idle timers), the rest of ours are removed unless a call runs in
+    /// them, and containers without our labels are never touched. Then starts the idle reaper.
+    /// A [`Housekeeping::Guest`] pool does neither.
     pub async fn start_with_roots(
         docker: Docker,
         config: PoolConfig,
@@ -318,13 +325,15 @@ impl SandboxPool {
                 reaper: Mutex::default(),
             }),
         };
-        pool.reconcile().await?;
-        let reaper = tokio::spawn(reap_loop(
-            Arc::downgrade(&pool.inner),
-            pool.inner.stop.clone(),
-            pool.config().reap_interval,
-        ));
-        *pool.inner.reaper.lock().unwrap_or_else(|e| e.into_inner()) = Some(reaper);
+        if pool.config().housekeeping == Housekeeping::Full {
+            pool.reconcile().await?;
+            let reaper = tokio::spawn(reap_loop(
+                Arc::downgrade(&pool.inner),
+                pool.inner.stop.clone(),
+                pool.config().reap_interval,
+            ));
+            *pool.inner.reaper.lock().unwrap_or_else(|e| e.into_inner()) = Some(reaper);
+        }
         Ok(pool)
     }
 
@@ -486,8 +495,28 @@ impl SandboxPool {
             }
         });
         let known = known.is_some();
-        match self.inner.docker.inspect_container(&name, None).await {
-            Ok(info) => match self.inspect_verdict(user, &info)? {
+        let waited_since = Instant::now();
+        loop {
+            let info = match self.inner.docker.inspect_container(&name, None).await {
+                Ok(info) => info,
+                Err(e) if is_not_found(&e) => {
+                    if recreated == Some(Recreated::Removed) {
+                        warn!(user, "the sandbox was removed from outside; recreating it");
+                    }
+                    self.state().sandboxes.remove(user);
+                    break;
+                }
+                Err(e) => {
+                    return Err(unreachable_or("inspecting the sandbox", e, |source| {
+                        PoolError::InspectContainer {
+                            user: user.to_owned(),
+                            container: name,
+                            source,
+                        }
+                    }));
+                }
+            };
+            match self.inspect_verdict(user, &info)? {
                 None => {
                     let id = info.id.clone().unwrap_or_default();
                     let mut state = self.state();
@@ -509,27 +538,28 @@ impl SandboxPool {
                     return Ok(self.lease(sandbox));
                 }
                 Some(reason) => {
-                    let id = info.id.unwrap_or_default();
+                    let id = info.id.clone().unwrap_or_default();
+                    // Made with another configuration and busy: another pool process runs
+                    // calls in it. They end first; this call waits (within its deadline).
+                    if reason == Recreated::ConfigChanged
+                        && calls_running(&self.inner.docker, info.exec_ids.as_deref()).await > 0
+                    {
+                        if waited_since.elapsed() >= BUSY_WAIT {
+                            return Err(PoolError::SandboxBusy {
+                                user: user.to_owned(),
+                                container: id,
+                            });
+                        }
+                        debug!(user, container = %id, "outdated but busy; waiting for its calls to end");
+                        tokio::time::sleep(BUSY_POLL).await;
+                        continue;
+                    }
                     warn!(user, container = %id, ?reason, "replacing the sandbox");
                     self.state().sandboxes.remove(user);
                     self.remove_container(user, &id).await?;
                     recreated = Some(reason);
+                    break;
                 }
-            },
-            Err(e) if is_not_found(&e) => {
-                if recreated == Some(Recreated::Removed) {
-                    warn!(user, "the sandbox was removed from outside; recreating it");
-                }
-                self.state().sandboxes.remove(user);
-            }
-            Err(e) => {
-                return Err(unreachable_or("inspecting the sandbox", e, |source| {
-                    PoolError::InspectContainer {
-                        user: user.to_owned(),
-                        container: name,
-                        source,
-                    }
-                }));
             }
         }
         self.create(user, &name, recreated).await
@@ -558,7 +588,10 @@ impl SandboxPool {
             }));
         }
         let hash = labels.and_then(|l| l.get(CONFIG_HASH));
-        if hash != Some(&self.inner.judge.expected_hash(user)) {
+        // A guest uses the running sandbox it finds, whatever it was made with.
+        if hash != Some(&self.inner.judge.expected_hash(user))
+            && self.config().housekeeping == Housekeeping::Full
+        {
             return Ok(Some(Recreated::ConfigChanged));
         }
         Ok(None)
@@ -646,13 +679,32 @@ impl SandboxPool {
         }
     }
 
-    /// Removes `user`'s sandbox if it is idle for at least `idle` with no call in flight.
-    /// The caller holds the user's lock. Returns whether it removed one.
+    /// Removes `user`'s sandbox if it is idle for at least `idle` with no call in flight, of
+    /// this pool or any other (the daemon lists the container's running execs). A sandbox busy
+    /// with another pool's calls counts as active now. The caller holds the user's lock.
+    /// Returns whether it removed one.
     async fn remove_if_idle(&self, user: &str, idle: Duration) -> bool {
+        let is_idle = |e: &Entry| e.in_flight == 0 && e.last_active.elapsed() >= idle;
+        let Some(id) = self
+            .state()
+            .sandboxes
+            .get(user)
+            .filter(|e| is_idle(e))
+            .map(|e| e.container_id.clone())
+        else {
+            return false;
+        };
+        let busy = self.busy(&id).await;
         let id = {
             let mut state = self.state();
-            match state.sandboxes.get(user) {
-                Some(e) if e.in_flight == 0 && e.last_active.elapsed() >= idle => {
+            match state.sandboxes.get_mut(user) {
+                Some(e) if e.container_id == id && busy => {
+                    debug!(user, container = %id, "idle here but busy with another pool's calls");
+                    e.last_active = Instant::now();
+                    None
+                }
+                // Checked again: a call of ours may have started while we asked.
+                Some(e) if e.container_id == id && is_idle(e) => {
                     state.sandboxes.remove(user).map(|e| e.container_id)
                 }
                 _ => None,
@@ -690,45 +742,18 @@ impl SandboxPool {
         reaped
     }
 
-    /// Removes the user's sandbox now, waiting for its lock. Returns whether there was one.
+    /// Removes the user's sandbox now, waiting for its lock, whatever runs in it (the caller
+    /// said so). Returns whether there was one.
     pub async fn remove(&self, user: &str) -> Result<bool, PoolError> {
         validate_user(user)?;
         let _guard = self.inner.locks.lock(user.to_owned()).await;
         let known = self.state().sandboxes.remove(user).map(|e| e.container_id);
-        let id = match known {
-            Some(id) => id,
-            None => match self
-                .inner
-                .docker
-                .inspect_container(&self.name_of(user), None)
+        match known {
+            Some(id) => self.remove_container(user, &id).await.map(|()| true),
+            None => judge::remove_sandbox(&self.inner.docker, &self.config().name_prefix, user)
                 .await
-            {
-                Ok(info)
-                    if labels::is_ours(
-                        info.config.as_ref().and_then(|c| c.labels.as_ref()),
-                        &self.config().name_prefix,
-                    ) =>
-                {
-                    info.id.unwrap_or_default()
-                }
-                Ok(_) => {
-                    return Err(PoolError::NameTaken {
-                        user: user.to_owned(),
-                        name: self.name_of(user),
-                    });
-                }
-                Err(e) if is_not_found(&e) => return Ok(false),
-                Err(source) => {
-                    return Err(PoolError::InspectContainer {
-                        user: user.to_owned(),
-                        container: self.name_of(user),
-                        source,
-                    });
-                }
-            },
-        };
-        self.remove_container(user, &id).await?;
-        Ok(true)
+                .map(|removed| removed.is_some()),
+        }
     }
 
     async fn remove_container(&self, user: &str, id: &str) -> Result<(), PoolError> {
@@ -770,6 +795,10 @@ impl SandboxPool {
                     info!(user, container = %id, "adopted a sandbox at start-up");
                 }
                 verdict => {
+                    if matches!(verdict, Verdict::Orphaned { .. }) && self.busy(&id).await {
+                        info!(user, container = %id, ?verdict, "leaving a leftover sandbox: a call runs in it");
+                        continue;
+                    }
                     info!(user, container = %id, ?verdict, "removing a leftover sandbox");
                     if let Err(e) = self.remove_container(&user, &id).await {
                         warn!(container = %id, error = %e, "failed to remove a leftover sandbox");
@@ -778,6 +807,15 @@ impl SandboxPool {
             }
         }
         Ok(())
+    }
+
+    /// Whether a call of any pool runs in container `id`. In doubt (the daemon did not
+    /// answer) yes: whoever asked keeps the container and asks again later.
+    async fn busy(&self, id: &str) -> bool {
+        match self.inner.docker.inspect_container(id, None).await {
+            Ok(info) => calls_running(&self.inner.docker, info.exec_ids.as_deref()).await > 0,
+            Err(e) => !is_not_found(&e),
+        }
     }
 
     fn container_body(&self, user: &str, root: &Path) -> ContainerCreateBody {

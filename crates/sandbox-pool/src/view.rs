@@ -79,14 +79,7 @@ pub async fn daemon_view(
                     .as_ref()
                     .and_then(|s| s.started_at.as_deref())
                     .and_then(parse_rfc3339);
-                let mut in_flight = 0;
-                for exec in info.exec_ids.unwrap_or_default() {
-                    if let Ok(e) = docker.inspect_exec(&exec).await
-                        && e.running == Some(true)
-                    {
-                        in_flight += 1;
-                    }
-                }
+                let in_flight = crate::judge::calls_running(docker, info.exec_ids.as_deref()).await;
                 (started, Some(in_flight))
             }
             Err(_) => (None, None),

@@ -1,12 +1,13 @@
 //! `call USER TOOL JSON`: one tool call through `DockerExecutor`, as the agent service makes
-//! it, in a pool started from the configuration (which adopts the user's running sandbox).
+//! it, in a guest pool started from the configuration: it uses the user's running sandbox as
+//! it is (or makes one) and removes or reaps nothing, since the service looks after the rest.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Result;
 use sandbox_pool::bollard::Docker;
-use sandbox_pool::{ShutdownPolicy, validate_user};
+use sandbox_pool::{Housekeeping, ShutdownPolicy, validate_user};
 use sandbox_tools::{
     CallContext, Executor, OutputChunk, OutputSink, SANDBOX_TOOLS, StreamKind, is_sandbox_tool,
 };
@@ -93,7 +94,7 @@ fn live_sink() -> Arc<dyn OutputSink> {
 /// `call`. Exits 0 when the tool's exit code is 0, else 1 (the tool's own code is printed
 /// on stderr: a shell's `exit 3` is not a failure of `pool-inspect`, but scripts want to know).
 pub async fn call(docker: &Docker, config: &FileConfig, plan: Plan, stream: bool) -> Result<u8> {
-    let pool = daemon::start_pool(docker, config).await?;
+    let pool = daemon::start_pool(docker, config, Housekeeping::Guest).await?;
     let tools = daemon::executor(&pool, config, &plan.user);
     let cancel = CancellationToken::new();
     let mut ctx = CallContext::new("pool-inspect").with_cancel(cancel.clone());

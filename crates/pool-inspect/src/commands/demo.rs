@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use sandbox_exec::docker::is_not_found;
 use sandbox_pool::bollard::Docker;
-use sandbox_pool::{PoolError, SandboxPool, ShutdownPolicy, daemon_view};
+use sandbox_pool::{Housekeeping, PoolError, SandboxPool, ShutdownPolicy, daemon_view};
 use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolResult};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -100,7 +100,7 @@ pub async fn demo(docker: &Docker) -> Result<u8> {
     config.pool.image = ensure_image(docker, &config, &style).await?;
 
     style.section(&format!("pool {POOL}"));
-    let pool = daemon::start_pool(docker, &config).await?;
+    let pool = daemon::start_pool(docker, &config, Housekeeping::Full).await?;
     style.note(&format!(
         "image {}, users root {}, user {USER}",
         config.pool.image,

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use sandbox_pool::bollard::Docker;
-use sandbox_pool::{ShutdownPolicy, daemon_view, validate_user};
+use sandbox_pool::{daemon_view, validate_user};
 
 use crate::config::FileConfig;
 use crate::daemon;
@@ -71,24 +71,15 @@ pub async fn gc(docker: &Docker, config: &FileConfig, dry_run: bool) -> Result<u
     Ok(EXIT_OK)
 }
 
-/// `rm USER`, through `SandboxPool::remove`. Starting the pool reconciles first, which may
-/// itself remove the user's container when it is dead or outdated: whether the user had one
-/// is therefore read before.
+/// `rm USER`: that user's sandbox, found by name, and nothing else (no pool is started, so
+/// nothing is reconciled).
 pub async fn rm(docker: &Docker, config: &FileConfig, user: &str) -> Result<u8> {
     validate_user(user).map_err(|e| usage(e.to_string()))?;
     let pool_name = &config.pool.name_prefix;
     let name = daemon::container_name(config, user);
-    let had = sandbox_pool::list_containers(docker, pool_name)
-        .await?
-        .iter()
-        .any(|c| daemon::user_of(c) == user);
-    let pool = daemon::start_pool(docker, config).await?;
-    let removed = pool.remove(user).await;
-    pool.shutdown(ShutdownPolicy::Keep).await?;
-    if removed? || had {
-        println!("removed {name} (user {user})");
-    } else {
-        println!("user {user} has no sandbox in pool {pool_name}");
+    match sandbox_pool::remove_sandbox(docker, pool_name, user).await? {
+        Some(_) => println!("removed {name} (user {user})"),
+        None => println!("user {user} has no sandbox in pool {pool_name}"),
     }
     Ok(EXIT_OK)
 }
