@@ -242,15 +242,7 @@ pub async fn remove_sandbox(
             });
         }
         Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => {
-            return Err(unreachable_or("inspecting the sandbox", e, |source| {
-                PoolError::InspectContainer {
-                    user: user.to_owned(),
-                    container: name,
-                    source,
-                }
-            }));
-        }
+        Err(e) => return Err(inspect_failed(user, name, e)),
     };
     remove_container(docker, &id).await.map_err(|e| {
         unreachable_or("removing a sandbox", e, |source| {
@@ -275,6 +267,17 @@ pub async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerErr
         Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
         other => other,
     }
+}
+
+/// Inspecting `user`'s sandbox `container` failed.
+pub(crate) fn inspect_failed(user: &str, container: String, e: DockerError) -> PoolError {
+    unreachable_or("inspecting the sandbox", e, |source| {
+        PoolError::InspectContainer {
+            user: user.to_owned(),
+            container,
+            source,
+        }
+    })
 }
 
 /// A daemon error as [`PoolError::DaemonUnreachable`] when the daemon did not answer, else as

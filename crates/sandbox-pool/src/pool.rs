@@ -506,15 +506,7 @@ impl SandboxPool {
                     self.state().sandboxes.remove(user);
                     break;
                 }
-                Err(e) => {
-                    return Err(unreachable_or("inspecting the sandbox", e, |source| {
-                        PoolError::InspectContainer {
-                            user: user.to_owned(),
-                            container: name,
-                            source,
-                        }
-                    }));
-                }
+                Err(e) => return Err(judge::inspect_failed(user, name, e)),
             };
             match self.inspect_verdict(user, &info)? {
                 None => {
