@@ -919,3 +919,38 @@ async fn pools_sharing_a_daemon_leave_each_others_running_calls_alone() {
     assert_eq!(recreated, Some(sandbox_pool::Recreated::ConfigChanged));
     assert_ne!(new_id, id);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_is_told_the_configured_defaults_and_they_hold() {
+    let config = ToolsConfig {
+        shell_timeout: Duration::from_secs(2),
+        file_timeout: Duration::from_secs(5),
+        output_head: sandbox_pool::bytesize::ByteSize::kib(4),
+        ..ToolsConfig::default()
+    };
+    let t = TestTools::start_with("hostile_told", FakeHost::all(), config).await;
+    let schemas = sandbox_tools::Executor::schemas(&t.tools);
+    let shell = schemas
+        .iter()
+        .find(|s| s["name"] == "shell")
+        .expect("shell's schema");
+    let told = shell["description"].as_str().expect("description");
+    assert!(told.contains("Times out after 2 s"), "{told}");
+    assert!(told.contains("the first 4 KiB"), "{told}");
+    assert!(
+        shell["parameters"]["properties"]["timeout"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("(default 2, at most 600)")),
+        "{shell}"
+    );
+    let read = schemas.iter().find(|s| s["name"] == "read").expect("read");
+    assert!(
+        read["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("after 5 s"))
+    );
+    // And that is what a call without `timeout` gets.
+    assert_next_call_works(&t).await;
+    let r = sh(&t, "sleep 30").await;
+    assert_eq!(r.content, "[Error] command timed out after 2s", "{r:?}");
+}

@@ -18,7 +18,8 @@ impl Executor for SandboxToolsOnly {
     }
 
     fn schemas(&self) -> Vec<Value> {
-        sandbox_tool_schemas()
+        // Only names count here: `DockerExecutor` replaces these with its own, configured.
+        sandbox_tool_schemas(&sandbox_tools::ToolsConfig::default())
     }
 
     async fn call_tool(&self, name: &str, _args: Value, _ctx: &CallContext) -> ToolResult {

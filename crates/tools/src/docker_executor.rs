@@ -456,9 +456,10 @@ impl Executor for DockerExecutor {
         self.shared.host.has_tool(name)
     }
 
-    /// The host's schemas, with the sandbox tools it offers described by ours.
+    /// The host's schemas, with the sandbox tools it offers described by ours, stating this
+    /// executor's configured defaults.
     fn schemas(&self) -> Vec<Value> {
-        let ours = sandbox_tool_schemas();
+        let ours = sandbox_tool_schemas(&self.shared.config);
         let name_of = |s: &Value| s.get("name").and_then(Value::as_str).map(str::to_owned);
         let mut all: Vec<Value> = self
             .shared

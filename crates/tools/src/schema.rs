@@ -2,13 +2,14 @@
 //!
 //! The argument names here are exactly the ones the host checks ([`crate::args`]) and the
 //! in-container runner accepts (`sandbox-runner`'s `tools` module); the descriptions state the
-//! defaults and limits that those two enforce, so the model can plan around them.
+//! defaults and limits that those two enforce, as configured, so the model can plan around
+//! them.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::args::{
-    DEFAULT_FILE_TIMEOUT, DEFAULT_PYTHON_TIMEOUT, DEFAULT_SHELL_TIMEOUT, MAX_TIMEOUT,
-};
+use crate::config::ToolsConfig;
 
 /// The tools that run inside the user's container; every other tool runs on the host.
 pub const SANDBOX_TOOLS: [&str; 7] = [
@@ -28,17 +29,62 @@ pub fn is_sandbox_tool(name: &str) -> bool {
 
 /// One schema per sandbox tool, in the order of [`SANDBOX_TOOLS`]:
 /// `{"name", "description", "parameters"}`, where `parameters` is a JSON Schema object that
-/// lists every argument and allows no others.
-pub fn sandbox_tool_schemas() -> Vec<Value> {
+/// lists every argument and allows no others. The defaults and limits they state are
+/// `config`'s: what the calls will really do.
+pub fn sandbox_tool_schemas(config: &ToolsConfig) -> Vec<Value> {
+    let told = Told::from(config);
     vec![
-        shell(),
-        run_python(),
-        read(),
-        write(),
-        edit(),
-        glob(),
-        grep(),
+        shell(&told),
+        run_python(&told),
+        read(&told),
+        write(&told),
+        edit(&told),
+        glob(&told),
+        grep(&told),
     ]
+}
+
+/// What the descriptions state, from the configuration.
+struct Told {
+    shell: String,
+    python: String,
+    file: String,
+    max: String,
+    head: String,
+    tail: String,
+}
+
+impl From<&ToolsConfig> for Told {
+    fn from(c: &ToolsConfig) -> Self {
+        // A default over the cap is cut to it, as the argument checks do.
+        let default = |d: Duration| secs(d.min(c.max_timeout));
+        Self {
+            shell: default(c.shell_timeout),
+            python: default(c.python_timeout),
+            file: default(c.file_timeout),
+            max: secs(c.max_timeout),
+            head: size(c.output_head.as_u64()),
+            tail: size(c.output_tail.as_u64()),
+        }
+    }
+}
+
+/// Seconds as a model reads them: `60`, `2.5`.
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}", (d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+}
+
+/// `32 KiB`, or bytes when not a whole KiB.
+fn size(bytes: u64) -> String {
+    if bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// `{"name", "description", "parameters"}` with an object schema over `properties`.
@@ -56,29 +102,28 @@ fn tool(name: &str, description: String, properties: Value, required: &[&str]) -
 }
 
 /// What every tool that prints says about its output.
-fn output_note() -> String {
-    let head = crate::config::DEFAULT_OUTPUT_HEAD.as_u64() / 1024;
-    let tail = crate::config::DEFAULT_OUTPUT_TAIL.as_u64() / 1024;
+fn output_note(told: &Told) -> String {
     format!(
-        "stdout and stderr are each capped (by default the first {head} KiB and the last \
-         {tail} KiB are kept) and the middle is replaced by a line counting the bytes dropped"
+        "stdout and stderr are each capped (the first {} and the last {} are kept) and the \
+         middle is replaced by a line counting the bytes dropped",
+        told.head, told.tail
     )
 }
 
-fn timeout_property(default_secs: u64) -> Value {
+fn timeout_property(default: &str, told: &Told) -> Value {
     json!({
         "type": "number",
         "exclusiveMinimum": 0,
         "description": format!(
-            "Seconds before the command is killed (default {default_secs}, at most {}). \
+            "Seconds before the command is killed (default {default}, at most {}). \
              On timeout everything it started is killed.",
-            MAX_TIMEOUT.as_secs()
+            told.max
         ),
     })
 }
 
-fn shell() -> Value {
-    let secs = DEFAULT_SHELL_TIMEOUT.as_secs();
+fn shell(told: &Told) -> Value {
+    let secs = &told.shell;
     tool(
         "shell",
         format!(
@@ -86,18 +131,18 @@ fn shell() -> Value {
              working directory under /workspace (your files). There is no network. Times out \
              after {secs} s unless `timeout` says otherwise. The result shows [stdout], [stderr] \
              (each only when non-empty) and [exit N]; {}.",
-            output_note()
+            output_note(told)
         ),
         json!({
             "command": prop("string", "The bash command line to run."),
-            "timeout": timeout_property(secs),
+            "timeout": timeout_property(secs, told),
         }),
         &["command"],
     )
 }
 
-fn run_python() -> Value {
-    let secs = DEFAULT_PYTHON_TIMEOUT.as_secs();
+fn run_python(told: &Told) -> Value {
+    let secs = &told.python;
     tool(
         "run_python",
         format!(
@@ -106,21 +151,21 @@ fn run_python() -> Value {
              (so `from skills.NAME import ...` works). There is no network. Times out after \
              {secs} s unless `timeout` says otherwise. The result shows [stdout], [stderr] \
              (each only when non-empty) and [exit N]; {}.",
-            output_note()
+            output_note(told)
         ),
         json!({
             "code": prop("string", "The Python source to run."),
-            "timeout": timeout_property(secs),
+            "timeout": timeout_property(secs, told),
         }),
         &["code"],
     )
 }
 
 /// The note every file tool carries: where paths resolve and how long it may take.
-fn file_note() -> String {
+fn file_note(told: &Told) -> String {
     format!(
         "Relative paths resolve against the current working directory. Times out after {} s.",
-        DEFAULT_FILE_TIMEOUT.as_secs()
+        told.file
     )
 }
 
@@ -139,14 +184,14 @@ fn integer(minimum: u64, description: &str) -> Value {
     json!({"type": "integer", "minimum": minimum, "description": description})
 }
 
-fn read() -> Value {
+fn read(told: &Told) -> Value {
     tool(
         "read",
         format!(
             "Read a text file, with line numbers like `cat -n`. Shows up to 2000 lines from \
              `offset` (lines over 2000 characters are cut, the whole answer is capped at \
              256 KiB) and says how to continue. Binary files are refused. {}",
-            file_note()
+            file_note(told)
         ),
         json!({
             "path": prop("string", "The file to read."),
@@ -157,13 +202,13 @@ fn read() -> Value {
     )
 }
 
-fn write() -> Value {
+fn write(told: &Told) -> Value {
     tool(
         "write",
         format!(
             "Create a file or replace its whole content, atomically, creating missing parent \
              directories. Refused when it would exceed the disk quota. {}",
-            file_note()
+            file_note(told)
         ),
         json!({
             "path": prop("string", "The file to write."),
@@ -173,13 +218,13 @@ fn write() -> Value {
     )
 }
 
-fn edit() -> Value {
+fn edit(told: &Told) -> Value {
     tool(
         "edit",
         format!(
             "Replace an exact string in a UTF-8 text file. `old_string` must occur exactly once \
              unless `replace_all` is true. Refused when it would exceed the disk quota. {}",
-            file_note()
+            file_note(told)
         ),
         json!({
             "path": prop("string", "The file to edit."),
@@ -191,14 +236,14 @@ fn edit() -> Value {
     )
 }
 
-fn glob() -> Value {
+fn glob(told: &Told) -> Value {
     tool(
         "glob",
         format!(
             "List files whose path relative to `path` matches a glob pattern (`*` stays within \
              one directory, `**` crosses directories), newest first, at most 1000. Hidden files \
              are included; `.git` is skipped. {}",
-            file_note()
+            file_note(told)
         ),
         json!({
             "pattern": non_empty_string("Glob pattern, relative to path, e.g. `**/*.py`."),
@@ -208,8 +253,8 @@ fn glob() -> Value {
     )
 }
 
-fn grep() -> Value {
-    let secs = DEFAULT_FILE_TIMEOUT.as_secs();
+fn grep(told: &Told) -> Value {
+    let secs = &told.file;
     tool(
         "grep",
         format!(
@@ -245,7 +290,7 @@ fn grep() -> Value {
                 "exclusiveMinimum": 0,
                 "description": format!(
                     "Seconds the search may take (default {secs}, at most {}).",
-                    MAX_TIMEOUT.as_secs()
+                    told.max
                 ),
             },
             "multiline": prop(
@@ -263,7 +308,7 @@ mod tests {
 
     #[test]
     fn every_schema_is_a_closed_object_whose_required_names_exist() {
-        let schemas = sandbox_tool_schemas();
+        let schemas = sandbox_tool_schemas(&ToolsConfig::default());
         let names: Vec<&str> = schemas.iter().filter_map(|s| s["name"].as_str()).collect();
         assert_eq!(names, SANDBOX_TOOLS);
         for schema in &schemas {
@@ -303,6 +348,40 @@ mod tests {
 
     #[test]
     fn schemas_snapshot() {
-        insta::assert_json_snapshot!(sandbox_tool_schemas());
+        insta::assert_json_snapshot!(sandbox_tool_schemas(&ToolsConfig::default()));
+    }
+
+    #[test]
+    fn schemas_state_the_configured_defaults() {
+        let config = ToolsConfig {
+            shell_timeout: Duration::from_secs(10),
+            python_timeout: Duration::from_millis(2500),
+            file_timeout: Duration::from_secs(900),
+            max_timeout: Duration::from_secs(300),
+            output_head: bytesize::ByteSize::kib(8),
+            output_tail: bytesize::ByteSize::b(100),
+            ..ToolsConfig::default()
+        };
+        let schemas = sandbox_tool_schemas(&config);
+        let text = |i: usize, path: &[&str]| {
+            let mut v = &schemas[i];
+            for key in path {
+                v = &v[*key];
+            }
+            v.as_str().expect("a string").to_owned()
+        };
+        let shell = text(0, &["description"]);
+        assert!(shell.contains("Times out after 10 s"), "{shell}");
+        assert!(
+            shell.contains("the first 8 KiB and the last 100 bytes"),
+            "{shell}"
+        );
+        let timeout = text(0, &["parameters", "properties", "timeout", "description"]);
+        assert!(timeout.contains("(default 10, at most 300)"), "{timeout}");
+        assert!(text(1, &["description"]).contains("after 2.5 s"));
+        // Over the cap, the file default is the cap.
+        assert!(text(2, &["description"]).contains("Times out after 300 s."));
+        let grep = text(6, &["parameters", "properties", "timeout", "description"]);
+        assert!(grep.contains("(default 300, at most 300)"), "{grep}");
     }
 }
