@@ -410,7 +410,7 @@ async fn sh(t: &TestTools, cmd: &str) -> ToolResult {
 async fn inside_the_sandbox_there_is_no_way_out() {
     let t = TestTools::start("hostile_escape").await;
     let checks: &[(&str, &str, &str)] = &[
-        ("not root", "id -u", "1000"),
+        ("not root, no login account", "id -u", "61000"),
         (
             "no capabilities",
             "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status | awk '{print $2}' | sort -u",
@@ -953,4 +953,44 @@ async fn the_model_is_told_the_configured_defaults_and_they_hold() {
     assert_next_call_works(&t).await;
     let r = sh(&t, "sleep 30").await;
     assert_eq!(r.content, "[Error] command timed out after 2s", "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_uid_chosen_at_pool_start_owns_the_user_roots_the_pool_makes_for_it_alone() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let config = sandbox_pool::PoolConfig {
+        sandbox_uid: Some(61003),
+        sandbox_user: "61003:61003".to_owned(),
+        ..pool_config("hostile_uid")
+    };
+    let pool = e2e_tests::TestPool::start(config).await;
+    let lease = pool.acquire("w").await.expect("acquire");
+    let meta = std::fs::metadata(&lease.user_root).expect("the pool made the user root");
+    assert_eq!(meta.uid(), 61003);
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o700,
+        "for the sandbox uid alone"
+    );
+    let exec = sandbox_exec::ExecClient::new(pool.docker().clone());
+    let out = exec
+        .run(
+            &lease.container_id,
+            sandbox_exec::ExecRequest::new(["bash", "-c", "id -u; echo x > /workspace/f"])
+                .with_user(&lease.exec_user),
+        )
+        .await
+        .expect("run");
+    assert_eq!(out.stdout.to_string_lossy(), "61003\n", "{out:?}");
+    let file = std::fs::metadata(lease.user_root.join("f")).expect("the file on the host");
+    assert_eq!(file.uid(), 61003);
+    // The default sandbox uid is no login account here; root is one (and would be refused).
+    assert_eq!(
+        sandbox_pool::host::login_account(e2e_tests::SANDBOX_UID),
+        None
+    );
+    assert_eq!(
+        sandbox_pool::host::login_account(0).as_deref(),
+        Some("root")
+    );
 }

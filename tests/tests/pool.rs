@@ -122,7 +122,7 @@ async fn hardening_reads_back_from_inspect() {
         .expect("run");
     assert_eq!(
         out.stdout.to_string_lossy(),
-        "1000\nRead-only file system\nlo\n",
+        format!("{}\nRead-only file system\nlo\n", e2e_tests::SANDBOX_UID),
         "{out:?}"
     );
     let meta = std::fs::metadata(sb.user_root.join("f.txt")).expect("the file is on the host");

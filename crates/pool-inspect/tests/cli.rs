@@ -594,3 +594,62 @@ fn read_only_commands_guest_calls_and_rm_touch_nothing_but_what_they_name() {
         "rm u1 removed u1's sandbox and nothing else"
     );
 }
+
+#[test]
+fn the_sandbox_uid_is_chosen_at_image_build_and_owns_user_roots_made_mode_0700() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // An image of its own, built for uid 61002, removed at the end (after the pool's
+    // containers: declared first, dropped last).
+    let repo = format!("zpi-uid-{}", unique());
+    struct RemoveImages(String);
+    impl Drop for RemoveImages {
+        fn drop(&mut self) {
+            use sandbox_pool::bollard::query_parameters::{
+                ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
+            };
+            let filters = std::collections::HashMap::from([("reference", vec![self.0.as_str()])]);
+            runtime().block_on(async {
+                let docker = docker().await;
+                let list = ListImagesOptionsBuilder::new().filters(&filters).build();
+                // By tag: another repository's tags of the same image are not ours.
+                for image in docker.list_images(Some(list)).await.unwrap_or_default() {
+                    for tag in image.repo_tags.iter().filter(|t| t.starts_with(&self.0)) {
+                        let untag = RemoveImageOptionsBuilder::new().build();
+                        if let Err(e) = docker.remove_image(tag, Some(untag), None).await {
+                            eprintln!("warning: removing test image {tag}: {e}");
+                        }
+                    }
+                }
+            });
+        }
+    }
+    let _images = RemoveImages(repo.clone());
+    let pool = TestPool::new("uid_at_build");
+    let config = pool.dir.path().join("uid.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[image]\nrepo = \"{repo}\"\nuid = 61002\n\n[pool]\nimage = \"{repo}:latest\"\n\
+             memory = \"256MiB\"\n[pool.labels]\n\"zcbot.test\" = \"1\"\n"
+        ),
+    )
+    .expect("write the configuration");
+    let (code, stdout, stderr) = output(pool.cmd_with(&config, &["image", "build"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with(&format!("{repo}:")), "{stdout}");
+
+    let (code, stdout, stderr) = output(pool.cmd_with(
+        &config,
+        &["call", USER, "shell", r#"{"command":"id -u; touch mine"}"#],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "[stdout]\n61002\n[exit 0]\n");
+    let root = pool.users_root().join(USER);
+    let meta = std::fs::metadata(&root).expect("the user root");
+    assert_eq!(meta.uid(), 61002);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(root.join("mine")).expect("file").uid(),
+        61002
+    );
+}

@@ -35,8 +35,13 @@ pub const DOCKERFILE: &str = include_str!("../../../sandbox-image/Dockerfile");
 pub const DEFAULT_REPO: &str = "zcbot-sandbox";
 /// Default sandbox user name: `zcbot`, as the seed.
 pub const DEFAULT_USER: &str = "zcbot";
-/// Default sandbox uid (and gid): 1000. Never 0.
-pub const DEFAULT_UID: u32 = 1000;
+/// Default sandbox uid (and gid): 61000. Never 0.
+///
+/// The sandbox uid owns every file a sandbox writes in its user root on the host, setuid ones
+/// included (the sandbox may chmod its own files). So by default it is no one's login: above
+/// the range Debian gives login accounts (1000 to 60000) and below systemd's dynamic users
+/// (61184 up). The pool warns at start when the uid is a login account on the host.
+pub const DEFAULT_UID: u32 = 61000;
 /// The registry base used when the daemon already has it.
 pub const REGISTRY_BASE: &str = "debian:bookworm-slim";
 /// Release of the debootstrap base (the same as the registry base).

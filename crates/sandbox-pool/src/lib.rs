@@ -14,6 +14,7 @@
 
 pub mod config;
 mod error;
+pub mod host;
 pub mod image;
 mod judge;
 pub mod labels;

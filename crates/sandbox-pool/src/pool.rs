@@ -314,6 +314,15 @@ impl SandboxPool {
             }
         }
         let judge = Judge::new(&docker, config, Arc::new(roots)).await?;
+        if let Some(account) = crate::host::login_account(judge.uid()) {
+            warn!(
+                uid = judge.uid(),
+                account,
+                "the sandbox uid is a login account on this host: it owns every file the \
+                 sandboxes write (setuid ones included); build the image and start the pool \
+                 with a uid of its own"
+            );
+        }
         let pool = Self {
             inner: Arc::new(Inner {
                 docker,
@@ -944,7 +953,9 @@ fn parse_time(text: Option<&str>) -> Option<SystemTime> {
     crate::view::parse_rfc3339(text?)
 }
 
-/// Makes the user root exist and be writable by the sandbox uid.
+/// Makes the user root exist and be writable by the sandbox uid. One it creates (and any
+/// missing parent) is mode 0700, for the sandbox uid alone: the host's other users cannot reach
+/// what a sandbox leaves there.
 fn prepare_root(user: &str, root: &Path, uid: u32) -> Result<(), PoolError> {
     let fail = |reason: String| PoolError::UserRoot {
         user: user.to_owned(),
@@ -955,7 +966,12 @@ fn prepare_root(user: &str, root: &Path, uid: u32) -> Result<(), PoolError> {
         return Err(fail("must be an absolute path".to_owned()));
     }
     if !root.exists() {
-        std::fs::create_dir_all(root).map_err(|e| fail(format!("cannot create it: {e}")))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| fail(format!("cannot create it: {e}")))?;
     }
     let meta = std::fs::metadata(root).map_err(|e| fail(e.to_string()))?;
     if !meta.is_dir() {
@@ -1020,10 +1036,23 @@ mod tests {
 
     #[test]
     fn a_user_root_that_cannot_be_made_is_a_clear_error() {
-        let err = prepare_root("u", Path::new("relative/path"), 1000).expect_err("relative");
+        let uid = rustix::process::getuid().as_raw();
+        let err = prepare_root("u", Path::new("relative/path"), uid).expect_err("relative");
         assert!(err.to_string().contains("absolute"), "{err}");
         let file = tempfile::NamedTempFile::new().expect("file");
-        let err = prepare_root("u", file.path(), 1000).expect_err("a file");
+        let err = prepare_root("u", file.path(), uid).expect_err("a file");
         assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_user_root_it_makes_is_for_the_sandbox_uid_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("users/u");
+        prepare_root("u", &root, rustix::process::getuid().as_raw()).expect("made");
+        for made in [&root, &dir.path().join("users")] {
+            let mode = std::fs::metadata(made).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", made.display());
+        }
     }
 }
