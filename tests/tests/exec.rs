@@ -436,3 +436,104 @@ async fn a_missing_working_directory_is_a_clear_answer_not_a_broken_sandbox() {
         .expect("run");
     assert_eq!(ok.stdout.to_string_lossy(), "/tmp\n");
 }
+
+/// The supervisor spoken to directly, as a host that sends the request and then never says
+/// another word (it died): the runner's own backstop kills the call at its deadline, orphans
+/// that left the group and cleared their environment included, and says so in its report.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runners_own_backstop_kills_the_whole_call_when_the_host_says_nothing() {
+    use bollard::exec::{StartExecOptions, StartExecResults};
+    use bollard::models::ExecConfig;
+    use futures_util::StreamExt;
+    use sandbox_protocol::{KillCause, PROTOCOL_VERSION, Program, RunReport, RunRequest, frame};
+    use tokio::io::AsyncWriteExt;
+
+    let sb = TestSandbox::start("backstop").await;
+    let exec_id = e2e_tests::unique();
+    let config = ExecConfig {
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        env: Some(vec![format!("{}={exec_id}", sandbox_protocol::EXEC_ID_ENV)]),
+        cmd: Some(vec![
+            sandbox_protocol::RUNNER_PATH.to_owned(),
+            "run".to_owned(),
+            exec_id.clone(),
+        ]),
+        user: Some(e2e_tests::SANDBOX_USER.to_owned()),
+        ..Default::default()
+    };
+    let created = sb.docker.create_exec(&sb.id, config).await.expect("create");
+    let start = StartExecOptions {
+        detach: false,
+        ..Default::default()
+    };
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = sb
+        .docker
+        .start_exec(&created.id, Some(start))
+        .await
+        .expect("start")
+    else {
+        panic!("detached");
+    };
+    let request = RunRequest {
+        version: PROTOCOL_VERSION,
+        program: Program::Argv {
+            argv: [
+                "bash",
+                "-c",
+                "(setsid env -i sleep 300 &); echo started; sleep 60",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        },
+        cwd: None,
+        drain_ms: 200,
+        deadline_ms: Some(1500),
+        grace_ms: 100,
+    };
+    let json = serde_json::to_vec(&request).expect("json");
+    input
+        .write_all(&frame::encode(frame::REQUEST, &json))
+        .await
+        .expect("send the request");
+    input
+        .write_all(&frame::encode(frame::EOF, &[]))
+        .await
+        .expect("send EOF");
+    // From here on the host is silent but keeps the channel open.
+    let started = Instant::now();
+    let mut frames = frame::Decoder::new(frame::to_host_limit);
+    let mut stdout = Vec::new();
+    let mut report = None;
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(20), output.next())
+        .await
+        .expect("the runner ends the call by itself")
+    {
+        if let bollard::container::LogOutput::StdOut { message } = item.expect("stream") {
+            frames.push(&message);
+            while let Some((kind, payload)) = frames.next_frame().expect("frames") {
+                match kind {
+                    frame::STDOUT => stdout.extend(payload),
+                    frame::REPORT => report = Some(payload),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let report: RunReport =
+        serde_json::from_slice(&report.expect("a report")).expect("the report parses");
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert_eq!(stdout, b"started\n");
+    let (cause, kill) = report.kill.expect("the backstop killed");
+    assert_eq!(cause, KillCause::Backstop);
+    // `sleep 60` (bash execs its last command) and the orphan.
+    assert_eq!(kill.found, 2, "{kill:?}");
+    assert!(kill.survivors.is_empty(), "{kill:?}");
+    let left = sb.settle(Duration::from_secs(2)).await;
+    assert!(left.is_empty(), "left: {left:?}");
+    drop(input);
+}
