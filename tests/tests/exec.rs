@@ -537,3 +537,26 @@ async fn the_runners_own_backstop_kills_the_whole_call_when_the_host_says_nothin
     assert!(left.is_empty(), "left: {left:?}");
     drop(input);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_too_large_for_one_frame_is_a_typed_error_and_a_script_is_not() {
+    let sb = TestSandbox::start("request_size").await;
+    let long = "x".repeat(sandbox_protocol::frame::MAX_REQUEST);
+    let err = sb
+        .exec()
+        .run(&sb.id, ExecRequest::new(["echo", long.as_str()]))
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(err, sandbox_exec::ExecError::RequestTooLarge { limit, .. } if limit == sandbox_protocol::frame::MAX_REQUEST),
+        "{err:?}"
+    );
+    // The same program as a script travels on stdin, whatever its size.
+    let script = format!("x='{long}'; echo ${{#x}}");
+    let out = sb
+        .exec()
+        .run(&sb.id, ExecRequest::script(["bash"], ".sh", script))
+        .await
+        .expect("run");
+    assert_eq!(out.stdout.to_string_lossy(), format!("{}\n", long.len()));
+}

@@ -147,6 +147,15 @@ impl ExecClient {
         if req.cancel.is_cancelled() {
             return Ok(not_started(Termination::Cancelled));
         }
+        let request = self.run_request(&req, deadline);
+        let request = serde_json::to_vec(&request).expect("RunRequest serializes");
+        if request.len() > frame::MAX_REQUEST {
+            return Err(ExecError::RequestTooLarge {
+                container: container.to_owned(),
+                bytes: request.len(),
+                limit: frame::MAX_REQUEST,
+            });
+        }
         let wake = tokio::time::Instant::from_std(deadline);
         // Dropping a start that is under way closes the exec's stdin: a supervisor that the
         // daemon starts after all reads end-of-file instead of a request, and exits.
@@ -158,7 +167,6 @@ impl ExecClient {
         };
 
         let (orders, orders_rx) = tokio::sync::mpsc::unbounded_channel();
-        let request = self.run_request(&req, deadline);
         let mut feeder: Option<BoxFuture<'_, std::io::Result<()>>> =
             Some(Box::pin(feed(input, request, req.stdin.clone(), orders_rx)));
         let sink = req.sink.clone();
@@ -301,9 +309,12 @@ impl ExecClient {
                     Err(s) => stopped(s),
                     // The runtime's "cannot execute": the runner never started.
                     Ok(Termination::Exited { code: 126 }) => {
+                        let said = [&unframed, &complaints]
+                            .map(|c| c.to_string_lossy().trim().to_owned())
+                            .join(" ");
                         return Err(ExecError::SandboxUnusable {
                             container: container.to_owned(),
-                            reason: unframed.to_string_lossy().trim().to_owned(),
+                            reason: said.trim().to_owned(),
                         });
                     }
                     Ok(lost @ Termination::SandboxLost { .. }) => lost,
@@ -658,7 +669,7 @@ async fn read_kill_report(mut output: ExecOutput) -> Result<KillReport, String> 
 /// went away".
 async fn feed(
     mut input: ExecInput,
-    request: RunRequest,
+    request: Vec<u8>,
     stdin: Option<Bytes>,
     mut orders: tokio::sync::mpsc::UnboundedReceiver<KillOrder>,
 ) -> std::io::Result<()> {
@@ -668,7 +679,6 @@ async fn feed(
             &serde_json::to_vec(&order).expect("KillOrder serializes"),
         )
     };
-    let request = serde_json::to_vec(&request).expect("RunRequest serializes");
     input
         .write_all(&frame::encode(frame::REQUEST, &request))
         .await?;

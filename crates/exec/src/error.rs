@@ -75,6 +75,19 @@ pub enum ExecError {
         /// What failed, as the runtime or the runner said it.
         reason: String,
     },
+    /// The request (the program's argv and environment, as JSON) is larger than the runner
+    /// takes in one frame; a long program goes on stdin instead ([`ExecRequest::script`]).
+    ///
+    /// [`ExecRequest::script`]: crate::ExecRequest::script
+    #[error("the request for container {container} is {bytes} bytes, at most {limit}")]
+    RequestTooLarge {
+        /// Container id or name.
+        container: String,
+        /// Its size as JSON.
+        bytes: usize,
+        /// The runner's limit.
+        limit: usize,
+    },
     /// The daemon answered a start with a detached exec although we asked to attach.
     #[error("exec {docker_exec_id} in container {container} started detached")]
     NotAttached {

@@ -382,6 +382,25 @@ pub struct RunReport {
 pub const MAX_SPAWN_ERROR: usize = 4096;
 
 impl RunReport {
+    /// Cuts what may be long to the limits [`RunReport::check`] holds it to (the supervisor
+    /// does this before sending: a long working directory in a spawn error must not make the
+    /// host refuse the whole report).
+    pub fn fit(mut self) -> Self {
+        if let Some(e) = &mut self.spawn_error
+            && e.len() > MAX_SPAWN_ERROR
+        {
+            let mut end = MAX_SPAWN_ERROR;
+            while !e.is_char_boundary(end) {
+                end -= 1;
+            }
+            e.truncate(end);
+        }
+        if let Some((_, kill)) = &mut self.kill {
+            kill.survivors.truncate(MAX_SURVIVORS);
+        }
+        self
+    }
+
     /// Checks what the types cannot: a signal in range, a short message. The host refuses a
     /// report that fails this rather than acting on it.
     pub fn check(&self) -> Result<(), &'static str> {
@@ -537,6 +556,29 @@ mod tests {
         ] {
             assert!(report(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_report_fitted_to_the_limits_passes_the_check() {
+        let report = RunReport {
+            status: None,
+            spawn_error: Some("é".repeat(MAX_SPAWN_ERROR)),
+            spawn_failure: Some(SpawnFailure::NoWorkingDirectory),
+            kill: Some((
+                KillCause::Host,
+                KillReport {
+                    survivors: (1..=5000).collect(),
+                    ..KillReport::default()
+                },
+            )),
+            leaked_output: false,
+            elapsed_ms: 0,
+        };
+        assert!(report.check().is_err());
+        let fitted = report.fit();
+        assert_eq!(fitted.check(), Ok(()));
+        let json = serde_json::to_vec(&fitted).expect("json");
+        assert!(json.len() < frame::MAX_MESSAGE, "{}", json.len());
     }
 
     #[test]

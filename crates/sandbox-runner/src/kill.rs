@@ -240,6 +240,7 @@ fn kill(req: &KillRequest, me_supervises: bool) -> KillReport {
         .into_iter()
         .chain(left.supervisors)
         .filter_map(|pid| u32::try_from(pid).ok())
+        .take(sandbox_protocol::MAX_SURVIVORS)
         .collect();
     if report.survivors.is_empty() {
         let _ = fs::remove_file(pgid_file(&req.exec_id));

@@ -334,8 +334,8 @@ fn command_for(req: &RunRequest, script: Option<&str>) -> Result<Command, Failur
 }
 
 /// Writes the report as the last frame and closes the exec's stdout.
-fn finish(out: &Sink, report: &RunReport) {
-    let json = serde_json::to_vec(report).expect("RunReport serializes");
+fn finish(out: &Sink, report: RunReport) {
+    let json = serde_json::to_vec(&report.fit()).expect("RunReport serializes");
     send(out, frame::REPORT, &json);
     *lock(out) = None;
 }
@@ -388,7 +388,7 @@ pub fn run(exec_id: &str) -> ! {
         leaked_output: false,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
-    finish(&out, &report);
+    finish(&out, report);
     std::process::exit(failure.exit_code());
 }
 
@@ -493,7 +493,7 @@ fn supervise(
     remove_script();
     finish(
         out,
-        &RunReport {
+        RunReport {
             status: Some(status),
             spawn_error: None,
             spawn_failure: None,
