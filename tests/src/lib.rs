@@ -113,8 +113,8 @@ pub async fn force_remove(docker: &Docker, id: &str) {
 }
 
 /// A container's processes as the daemon sees them (`docker top`, run on the host: it
-/// starts nothing in the container), one `args` string each, without the init and the
-/// container's main `sleep infinity`.
+/// starts nothing in the container), one `args` string each, without the init, the
+/// container's main `sleep infinity` and a channel's serve process.
 pub async fn processes(docker: &Docker, container: &str) -> Vec<String> {
     try_processes(docker, container)
         .await
@@ -138,7 +138,12 @@ pub async fn try_processes(docker: &Docker, container: &str) -> Option<Vec<Strin
         .unwrap_or_default()
         .into_iter()
         .filter_map(|row| row.get(2).cloned())
-        .filter(|args| !args.contains("docker-init") && args != "sleep infinity")
+        // The sandbox's own: its init, its main process, and its channel's serve process.
+        .filter(|args| {
+            !args.contains("docker-init")
+                && args != "sleep infinity"
+                && !args.starts_with("/sandbox/bin/sandbox-runner serve ")
+        })
         .collect();
     Some(args)
 }
@@ -208,6 +213,20 @@ impl TestSandbox {
         ExecClient::new(self.docker.clone())
     }
 
+    /// Calls over `transport`, as the sandbox user (a channel is opened for it).
+    pub async fn runner(&self, transport: Transport) -> Runner {
+        let exec = self.exec();
+        let channel = match transport {
+            Transport::Exec => None,
+            Transport::Channel => Some(
+                sandbox_exec::Channel::open(&exec, &self.id, Some(SANDBOX_USER), &unique())
+                    .await
+                    .expect("open a channel"),
+            ),
+        };
+        Runner { exec, channel }
+    }
+
     /// The container's processes as the daemon sees them (`docker top`), one `args` string
     /// each, without the init and the container's main `sleep infinity`.
     pub async fn processes(&self) -> Vec<String> {
@@ -225,6 +244,66 @@ impl TestSandbox {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// How a test's calls reach the sandbox: an exec each, or the sandbox's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// One `docker exec` per call.
+    Exec,
+    /// One long-lived `sandbox-runner serve`, many calls over it.
+    Channel,
+}
+
+/// Runs calls over one transport, with [`ExecClient::run`]'s signature.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    exec: ExecClient,
+    channel: Option<sandbox_exec::Channel>,
+}
+
+impl Runner {
+    /// Runs `req` in `container` (for a channel: the container it was opened in).
+    pub async fn run(
+        &self,
+        container: &str,
+        req: sandbox_exec::ExecRequest,
+    ) -> Result<sandbox_exec::Outcome, sandbox_exec::ExecError> {
+        match &self.channel {
+            Some(channel) => channel.run(req).await,
+            None => self.exec.run(container, req).await,
+        }
+    }
+
+    /// The channel, when the runner uses one.
+    pub fn channel(&self) -> Option<&sandbox_exec::Channel> {
+        self.channel.as_ref()
+    }
+}
+
+/// Generates, for each `async fn name(transport) { .. }`, a module `name` with one test per
+/// transport (`name::exec`, `name::channel`): the suite is written once and run on both.
+#[macro_export]
+macro_rules! on_both_transports {
+    ($($(#[$meta:meta])* async fn $name:ident($t:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($t: $crate::Transport) $body
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn exec() {
+                run($crate::Transport::Exec).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn channel() {
+                run($crate::Transport::Channel).await
+            }
+        }
+    )*};
 }
 
 impl Drop for TestSandbox {

@@ -181,21 +181,43 @@ impl Frames {
             match self.decoder.next_frame() {
                 Ok(None) => return,
                 Ok(Some((kind, payload))) => {
-                    let payload = Bytes::from(payload);
-                    match kind {
-                        frame::STDOUT => {
-                            emit(StreamKind::Stdout, &payload);
-                            self.stdout.push(&payload);
+                    self.frame(kind, Bytes::from(payload), &mut emit);
+                    if self.report.is_some() || self.broken.is_some() {
+                        if self.report.is_some() && self.decoder.pending() > 0 {
+                            self.break_with("bytes after the report".to_owned());
                         }
-                        frame::STDERR => {
-                            emit(StreamKind::Stderr, &payload);
-                            self.stderr.push(&payload);
-                        }
-                        _ => return self.take_report(&payload),
+                        return;
                     }
                 }
                 Err(e) => return self.break_with(e.to_string()),
             }
+        }
+    }
+
+    /// Takes one whole frame of the call (as a channel delivers them).
+    pub(crate) fn frame(
+        &mut self,
+        kind: u8,
+        payload: Bytes,
+        emit: &mut impl FnMut(StreamKind, &Bytes),
+    ) {
+        if self.broken.is_some() {
+            return;
+        }
+        if self.report.is_some() {
+            return self.break_with("a frame after the report".to_owned());
+        }
+        match kind {
+            frame::STDOUT => {
+                emit(StreamKind::Stdout, &payload);
+                self.stdout.push(&payload);
+            }
+            frame::STDERR => {
+                emit(StreamKind::Stderr, &payload);
+                self.stderr.push(&payload);
+            }
+            frame::REPORT => self.take_report(&payload),
+            kind => self.break_with(format!("a frame of kind {kind}")),
         }
     }
 
@@ -206,9 +228,6 @@ impl Frames {
         match report {
             Ok(r) => self.report = Some(r),
             Err(e) => self.break_with(format!("malformed report: {e}")),
-        }
-        if self.decoder.pending() > 0 {
-            self.break_with("bytes after the report".to_owned());
         }
     }
 

@@ -36,15 +36,15 @@ pub const DEFAULT_BACKSTOP_SLACK: Duration = Duration::from_secs(2);
 
 /// After the kill order (and its grace), how long the supervisor may take to end the call
 /// before the kill goes through a second exec.
-const KILL_FALLBACK_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const KILL_FALLBACK_AFTER: Duration = Duration::from_secs(1);
 /// After the kill reports, how long to wait for the stream to end before giving up on it.
-const POST_KILL_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const POST_KILL_WAIT: Duration = Duration::from_secs(2);
 /// Upper bound on the kill exec itself (it has its own rounds and grace inside).
 const KILL_EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 /// Upper bound on the daemon creating and starting the kill exec.
 const KILL_EXEC_START_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read buffer of the attached stream (frames are at most 32 KiB).
-const STREAM_BUFFER: usize = 64 * 1024;
+pub(crate) const STREAM_BUFFER: usize = 64 * 1024;
 /// Backoff for `inspect_exec` right after a stream ended without a report: the daemon may not
 /// have recorded the exit yet.
 const INSPECT_BACKOFF_MS: [u64; 6] = [0, 5, 10, 20, 40, 80];
@@ -86,12 +86,13 @@ pub struct ExecClient {
     options: ExecOptions,
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-type ExecOutput = Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>;
-type ExecInput = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type ExecOutput =
+    Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>;
+pub(crate) type ExecInput = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 /// Polls the future if there is one, else never completes (a disabled `select!` branch).
-async fn maybe<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
+pub(crate) async fn maybe<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
     match f.as_mut() {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -99,9 +100,59 @@ async fn maybe<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(crate) enum Stop {
     TimedOut,
     Cancelled,
+}
+
+impl Stop {
+    pub(crate) fn termination(self) -> Termination {
+        match self {
+            Stop::TimedOut => Termination::TimedOut,
+            Stop::Cancelled => Termination::Cancelled,
+        }
+    }
+}
+
+/// What a call's report says besides its exit status.
+pub(crate) struct Reported {
+    pub(crate) leaked_output: bool,
+    pub(crate) spawn_error: Option<String>,
+    /// The supervisor's own kill, when the call was stopped.
+    pub(crate) kill: Option<KillSummary>,
+}
+
+/// Reads the parts of `report` every transport treats alike; a sandbox out of processes is
+/// an error (nothing of the call ran, a fresh sandbox is the way out).
+pub(crate) fn reported(
+    container: &str,
+    report: Option<&RunReport>,
+    stop: Option<(Stop, Instant)>,
+) -> Result<Reported, ExecError> {
+    if let Some(r) = report
+        && r.spawn_failure == Some(SpawnFailure::Resources)
+    {
+        return Err(ExecError::SandboxUnusable {
+            container: container.to_owned(),
+            reason: r.spawn_error.clone().unwrap_or_default(),
+        });
+    }
+    let kill = match (stop, report.and_then(|r| r.kill.clone())) {
+        (Some((_, at)), Some((cause, found))) => {
+            debug!(?cause, "the supervisor killed the call");
+            Some(KillSummary {
+                report: Some(found),
+                error: None,
+                elapsed: at.elapsed(),
+            })
+        }
+        _ => None,
+    };
+    Ok(Reported {
+        leaked_output: report.is_some_and(|r| r.leaked_output),
+        spawn_error: report.and_then(|r| r.spawn_error.clone()),
+        kill,
+    })
 }
 
 impl ExecClient {
@@ -147,7 +198,7 @@ impl ExecClient {
         if req.cancel.is_cancelled() {
             return Ok(not_started(Termination::Cancelled));
         }
-        let request = self.run_request(&req, deadline);
+        let request = self.run_request(&req, &exec_id, deadline);
         let request = serde_json::to_vec(&request).expect("RunRequest serializes");
         if request.len() > frame::MAX_REQUEST {
             return Err(ExecError::RequestTooLarge {
@@ -261,43 +312,15 @@ impl ExecClient {
             warn!(said = %complaints.to_string_lossy(), "the supervisor complained");
             stderr.push(complaints.to_string_lossy().as_bytes());
         }
-        let leaked_output = report.as_ref().is_some_and(|r| r.leaked_output);
-        let spawn_error = report.as_ref().and_then(|r| r.spawn_error.clone());
-        if let Some(r) = &report
-            && r.spawn_failure == Some(SpawnFailure::Resources)
-        {
-            return Err(ExecError::SandboxUnusable {
-                container: container.to_owned(),
-                reason: r.spawn_error.clone().unwrap_or_default(),
-            });
-        }
-        if let (Some((_, at)), Some((cause, found))) =
-            (stop, report.as_ref().and_then(|r| r.kill.clone()))
-        {
-            debug!(?cause, "the supervisor killed the call");
-            kill = Some(KillSummary {
-                report: Some(found),
-                error: None,
-                elapsed: at.elapsed(),
-            });
-        }
-        let stopped = |s: Stop| match s {
-            Stop::TimedOut => Termination::TimedOut,
-            Stop::Cancelled => Termination::Cancelled,
-        };
+        let Reported {
+            leaked_output,
+            spawn_error,
+            kill: own_kill,
+        } = reported(container, report.as_ref(), stop)?;
+        kill = own_kill.or(kill);
         let termination = match (stop.map(|(s, _)| s), report) {
-            (Some(s), _) => stopped(s),
-            (None, Some(report)) => match from_report(&report) {
-                // The kernel SIGKILLs every process when a container dies, and the supervisor
-                // may still get its report out: tell that apart from a plain `kill -9`.
-                Termination::Signaled { signal: 9 } => {
-                    match within(&req, wake, self.container_lost(container)).await {
-                        Ok(lost) => lost.unwrap_or(Termination::Signaled { signal: 9 }),
-                        Err(_) => Termination::Signaled { signal: 9 },
-                    }
-                }
-                other => other,
-            },
+            (Some(s), _) => s.termination(),
+            (None, Some(report)) => self.termination(&req, wake, container, &report).await,
             (None, None) => {
                 match within(
                     &req,
@@ -306,7 +329,7 @@ impl ExecClient {
                 )
                 .await
                 {
-                    Err(s) => stopped(s),
+                    Err(s) => s.termination(),
                     // The runtime's "cannot execute": the runner never started.
                     Ok(Termination::Exited { code: 126 }) => {
                         let said = [&unframed, &complaints]
@@ -356,12 +379,45 @@ impl ExecClient {
         Ok(outcome)
     }
 
+    /// How a call that reported ended. The kernel SIGKILLs every process when a container
+    /// dies, and the supervisor may still get its report out: a `kill -9` is told apart from
+    /// that by asking the daemon (within the call's deadline and cancel).
+    pub(crate) async fn termination(
+        &self,
+        req: &ExecRequest,
+        deadline: tokio::time::Instant,
+        container: &str,
+        report: &RunReport,
+    ) -> Termination {
+        match from_report(report) {
+            Termination::Signaled { signal: 9 } => {
+                match within(req, deadline, self.container_lost(container)).await {
+                    Ok(lost) => lost.unwrap_or(Termination::Signaled { signal: 9 }),
+                    Err(_) => Termination::Signaled { signal: 9 },
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The request the supervisor gets as its first frame.
-    fn run_request(&self, req: &ExecRequest, deadline: Instant) -> RunRequest {
+    pub(crate) fn run_request(
+        &self,
+        req: &ExecRequest,
+        exec_id: &str,
+        deadline: Instant,
+    ) -> RunRequest {
         let left = deadline.saturating_duration_since(Instant::now());
         RunRequest {
             version: PROTOCOL_VERSION,
+            exec_id: exec_id.to_owned(),
             program: req.program.clone(),
+            env: req
+                .env
+                .iter()
+                .filter(|e| !e.starts_with(&format!("{EXEC_ID_ENV}=")))
+                .cloned()
+                .collect(),
             cwd: req.working_dir.clone(),
             drain_ms: millis(self.options.drain),
             deadline_ms: Some(millis(left + self.options.backstop_slack)),
@@ -376,13 +432,7 @@ impl ExecClient {
         exec_id: &str,
         req: &ExecRequest,
     ) -> Result<(String, ExecOutput, ExecInput), ExecError> {
-        let mut env: Vec<String> = req
-            .env
-            .iter()
-            .filter(|e| !e.starts_with(&format!("{EXEC_ID_ENV}=")))
-            .cloned()
-            .collect();
-        env.push(format!("{EXEC_ID_ENV}={exec_id}"));
+        // The command's environment travels in the request; the exec carries the tag only.
         let config = ExecConfig {
             // Always: stdin is the runner's control channel (the request travels in it, then
             // the command's stdin as frames, and the kill order).
@@ -390,7 +440,7 @@ impl ExecClient {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
-            env: Some(env),
+            env: Some(vec![format!("{EXEC_ID_ENV}={exec_id}")]),
             cmd: Some(vec![
                 self.options.runner_path.clone(),
                 cmd::RUN.to_owned(),
@@ -614,7 +664,7 @@ impl ExecClient {
 
     /// Like [`Self::container_state`], but gives the daemon a moment to notice a container
     /// that is dying right now (its processes die before its state changes).
-    async fn container_lost(&self, container: &str) -> Option<Termination> {
+    pub(crate) async fn container_lost(&self, container: &str) -> Option<Termination> {
         for ms in CONTAINER_SETTLE_MS {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             if let Some(lost) = self.container_state(container).await {
@@ -705,7 +755,7 @@ async fn feed(
 }
 
 /// Runs `work` unless the call's cancellation or deadline comes first (then says which).
-async fn within<T>(
+pub(crate) async fn within<T>(
     req: &ExecRequest,
     deadline: tokio::time::Instant,
     work: impl Future<Output = T>,
@@ -718,7 +768,7 @@ async fn within<T>(
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -730,7 +780,7 @@ fn lost_daemon(e: &DockerError) -> Termination {
     }
 }
 
-fn from_report(report: &RunReport) -> Termination {
+pub(crate) fn from_report(report: &RunReport) -> Termination {
     match report.status {
         Some(sandbox_protocol::ExitStatus::Exited { code }) => Termination::Exited {
             code: i32::from(code),

@@ -88,6 +88,17 @@ pub enum ExecError {
         /// The runner's limit.
         limit: usize,
     },
+    /// The sandbox's channel is down or did not take the call: nothing of it ran, so it may
+    /// run through an exec of its own instead.
+    #[error("the channel {channel} of container {container} is down: {why}")]
+    ChannelDown {
+        /// Container id or name.
+        container: String,
+        /// The channel id.
+        channel: String,
+        /// What happened to it.
+        why: String,
+    },
     /// The daemon answered a start with a detached exec although we asked to attach.
     #[error("exec {docker_exec_id} in container {container} started detached")]
     NotAttached {
@@ -136,6 +147,11 @@ impl ExecError {
             self,
             ExecError::ContainerNotFound { .. } | ExecError::ContainerNotRunning { .. }
         )
+    }
+
+    /// Whether a channel could not take the call: nothing ran, so an exec of its own may.
+    pub fn is_channel_down(&self) -> bool {
+        matches!(self, ExecError::ChannelDown { .. })
     }
 
     /// Whether the sandbox runs but cannot start processes: the caller should replace it and

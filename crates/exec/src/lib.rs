@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod capture;
+mod channel;
 mod client;
 pub mod docker;
 mod error;
@@ -28,6 +29,7 @@ mod request;
 
 pub use bollard;
 pub use capture::{Captured, DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, OutputCaps};
+pub use channel::{ACK_TIMEOUT, Channel, OPEN_TIMEOUT};
 pub use client::{
     DEFAULT_BACKSTOP_SLACK, DEFAULT_DRAIN, DEFAULT_KILL_GRACE, DEFAULT_KILL_ROUNDS, ExecClient,
     ExecOptions,

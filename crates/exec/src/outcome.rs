@@ -62,6 +62,9 @@ pub enum LostReason {
         /// The transport error, as text.
         error: String,
     },
+    /// The sandbox's channel closed while the call ran on it (its serve process was killed,
+    /// or stopped and then killed for it); the call's own supervisor killed what it started.
+    ChannelLost,
     /// The supervisor's stream was not the protocol (a runner of another version, or a
     /// broken one): nothing it said was trusted.
     RunnerBroke {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// Version of this protocol. The image records the version its runner speaks (label
 /// [`PROTOCOL_LABEL`]) and every [`RunRequest`] carries the host's: a mismatch is refused with
 /// a clear error instead of a call that hangs until its deadline.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Image label holding the runner's [`PROTOCOL_VERSION`].
 pub const PROTOCOL_LABEL: &str = "zcbot.sandbox.protocol";
@@ -60,6 +60,9 @@ pub mod cmd {
     /// `sandbox-runner drain`: reads fd 0 and fd 1 to EOF; takes over the pipes of a call whose
     /// background processes still hold them after the drain.
     pub const DRAIN: &str = "drain";
+    /// `sandbox-runner serve <channel id>`: the long-lived channel of a sandbox, many calls
+    /// over its stdin and stdout (see [`channel`](crate::channel)).
+    pub const SERVE: &str = "serve";
 }
 
 /// Frames, `[kind: u8][length: u32 BE][payload]`, in both directions.
@@ -86,6 +89,9 @@ pub mod frame {
     pub const REQUEST: u8 = 3;
     /// Bytes the command wrote to its stdout.
     pub const STDOUT: u8 = 16;
+    /// On a channel only: the serve process has the call's request (sent before it starts
+    /// anything, so a call without it never ran).
+    pub const ACK: u8 = 19;
     /// Bytes the command wrote to its stderr.
     pub const STDERR: u8 = 17;
     /// The supervisor's last word: a JSON [`RunReport`](crate::RunReport) (or a
@@ -227,6 +233,97 @@ pub mod frame {
     }
 }
 
+/// The channel: one long-lived `sandbox-runner serve <channel id>` per sandbox, started through
+/// one exec whose stdin and stdout stay attached, with many calls over it.
+///
+/// Its frames are [`frame`]'s, of two kinds. [`HELLO`] is the serve process's first frame
+/// (a JSON [`Hello`]). [`CALL`] carries one frame of one call: its payload is the call id (u32
+/// BE) then a whole per-call frame (kind, length, payload), exactly as an exec-per-call
+/// supervisor reads and writes them, plus [`frame::ACK`] from the serve process. So every call
+/// over a channel speaks the per-call protocol, and the serve process only routes.
+pub mod channel {
+    use crate::frame::{self, FrameError};
+
+    /// One frame of one call.
+    pub const CALL: u8 = 32;
+    /// The serve process is up: a JSON [`Hello`](crate::Hello).
+    pub const HELLO: u8 = 33;
+    /// Call id and the inner frame's header.
+    pub const CALL_HEADER: usize = 4 + frame::HEADER;
+    /// Largest [`HELLO`].
+    pub const MAX_HELLO: usize = 1024;
+
+    /// A [`CALL`] frame carrying `payload` of `kind` for call `call`.
+    pub fn wrap(call: u32, kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(frame::HEADER + CALL_HEADER + payload.len());
+        out.extend_from_slice(&frame::header(CALL, CALL_HEADER + payload.len()));
+        out.extend_from_slice(&call.to_be_bytes());
+        out.extend_from_slice(&frame::header(kind, payload.len()));
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// The call id, inner kind and inner payload of a [`CALL`] frame's payload; the inner
+    /// frame must fill it exactly and be of a kind (and size) `limit` takes.
+    pub fn unwrap(
+        payload: &[u8],
+        limit: fn(u8) -> Option<usize>,
+    ) -> Result<(u32, u8, &[u8]), FrameError> {
+        let Some((head, inner)) = payload.split_at_checked(CALL_HEADER) else {
+            return Err(FrameError::TooLarge {
+                kind: CALL,
+                len: payload.len(),
+                limit: CALL_HEADER,
+            });
+        };
+        let call = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let kind = head[4];
+        let len = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) as usize;
+        let max = limit(kind).ok_or(FrameError::UnknownKind(kind))?;
+        if len != inner.len() || len > max {
+            return Err(FrameError::TooLarge {
+                kind,
+                len: inner.len(),
+                limit: max.min(len),
+            });
+        }
+        Ok((call, kind, inner))
+    }
+
+    /// What the serve process accepts from the host, per outer kind.
+    pub fn to_runner_limit(kind: u8) -> Option<usize> {
+        (kind == CALL).then_some(CALL_HEADER + frame::MAX_REQUEST)
+    }
+
+    /// What the host accepts from the serve process, per outer kind.
+    pub fn to_host_limit(kind: u8) -> Option<usize> {
+        match kind {
+            CALL => Some(CALL_HEADER + frame::MAX_PAYLOAD.max(frame::MAX_MESSAGE)),
+            HELLO => Some(MAX_HELLO),
+            _ => None,
+        }
+    }
+
+    /// Inner kinds the host takes on a channel: a call's output, report and acknowledgement.
+    pub fn to_host_inner_limit(kind: u8) -> Option<usize> {
+        match kind {
+            frame::ACK => Some(0),
+            kind => frame::to_host_limit(kind),
+        }
+    }
+}
+
+/// The serve process's first frame ([`channel::HELLO`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Its [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The channel id it was started with.
+    pub channel: String,
+    /// Its pid in the container.
+    pub pid: u32,
+}
+
 /// The payload of a [`frame::KILL`] frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KillOrder {
@@ -244,6 +341,9 @@ pub enum KillCause {
     ClientGone,
     /// The supervisor's own deadline passed (the host's kill never came).
     Backstop,
+    /// The call's supervisor died without its report (a process of the call killed it); the
+    /// channel's serve process killed what the call left.
+    SupervisorGone,
 }
 
 /// Why the supervisor could not start the command.
@@ -304,8 +404,14 @@ pub struct RunRequest {
     /// The host's [`PROTOCOL_VERSION`] (absent: a host from before versions, 1).
     #[serde(default = "version_one")]
     pub version: u32,
+    /// The call's exec id (the `SBX_EXEC_ID` its processes carry); for exec per call, the
+    /// same as in argv.
+    pub exec_id: String,
     /// What to run.
     pub program: Program,
+    /// Environment of the command (`KEY=value`), on top of the container's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
     /// Directory to run it in. The supervisor changes to it itself (rather than Docker), so a
     /// missing directory is a clear answer, not a runtime failure that looks like a broken
     /// sandbox. `None`: the exec's own directory.
@@ -502,6 +608,8 @@ mod tests {
     fn run_request_round_trips_as_json() {
         let req = RunRequest {
             version: PROTOCOL_VERSION,
+            exec_id: "0123abcd".into(),
+            env: vec!["PYTHONPATH=/sandbox".into()],
             program: Program::Argv {
                 argv: vec!["bash".into(), "-c".into(), "echo '引号' \"$(x)\"".into()],
             },
@@ -579,6 +687,27 @@ mod tests {
         assert_eq!(fitted.check(), Ok(()));
         let json = serde_json::to_vec(&fitted).expect("json");
         assert!(json.len() < frame::MAX_MESSAGE, "{}", json.len());
+    }
+
+    #[test]
+    fn call_frames_wrap_a_whole_inner_frame() {
+        let outer = channel::wrap(7, frame::STDOUT, b"hi");
+        let mut d = frame::Decoder::new(channel::to_host_limit);
+        d.push(&outer);
+        let (kind, payload) = d.next_frame().expect("valid").expect("whole");
+        assert_eq!(kind, channel::CALL);
+        assert_eq!(
+            channel::unwrap(&payload, channel::to_host_inner_limit),
+            Ok((7, frame::STDOUT, &b"hi"[..]))
+        );
+        // An inner length that does not fill the frame, or a kind for the other side.
+        let mut short = payload.clone();
+        short.push(b'!');
+        assert!(channel::unwrap(&short, channel::to_host_inner_limit).is_err());
+        let kill = channel::wrap(7, frame::KILL, b"{}");
+        assert!(channel::unwrap(&kill[frame::HEADER..], channel::to_host_inner_limit).is_err());
+        assert!(channel::unwrap(&kill[frame::HEADER..], frame::to_runner_limit).is_ok());
+        assert!(channel::unwrap(&[0, 0, 0], frame::to_runner_limit).is_err());
     }
 
     #[test]

@@ -125,13 +125,15 @@ impl Finder {
     }
 }
 
-/// Whether `pid` is the supervisor of call `exec_id` (`sandbox-runner run <exec id>`). A
-/// process that only pretends to be one has its own processes killed, nobody else's.
+/// Whether `pid` is the supervisor of call `exec_id` (`sandbox-runner run <exec id>`), or the
+/// serve process of channel `exec_id` (`sandbox-runner serve <id>`: killing a channel kills
+/// its calls, which descend from it). A process that only pretends to be one has its own
+/// processes killed, nobody else's.
 fn is_supervisor_of(pid: i32, exec_id: &str) -> bool {
     let argv = procs::cmdline(pid);
     argv.len() >= 3
         && argv[0].ends_with(b"sandbox-runner")
-        && argv[1] == cmd::RUN.as_bytes()
+        && (argv[1] == cmd::RUN.as_bytes() || argv[1] == cmd::SERVE.as_bytes())
         && argv[2] == exec_id.as_bytes()
 }
 

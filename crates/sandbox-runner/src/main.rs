@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use rustix::process::{DumpableBehavior, set_dumpable_behavior};
 use sandbox_protocol::{KillRequest, ToolInput, cmd, exit, frame};
-use sandbox_runner::{kill, supervise, tools};
+use sandbox_runner::{kill, serve, supervise, tools};
 
 /// Upper bound on a file tool's JSON input (a `write` of this much content is refused anyway by
 /// any sane quota); keeps a runaway request from exhausting the sandbox's memory.
@@ -12,7 +12,7 @@ const MAX_TOOL_INPUT: u64 = 256 * 1024 * 1024;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sandbox-runner run <exec id> (request on stdin) | kill <json> | tool <name> (json on stdin) | drain | version"
+        "usage: sandbox-runner run <exec id> (request on stdin) | serve <channel id> | kill <json> | tool <name> (json on stdin) | drain | version"
     );
     std::process::exit(exit::BAD_ARGS);
 }
@@ -34,6 +34,7 @@ fn main() {
         .as_slice()
     {
         [c, exec_id] if *c == cmd::RUN => supervise::run(exec_id),
+        [c, channel_id] if *c == cmd::SERVE => serve::serve(channel_id),
         [c, json] if *c == cmd::KILL => {
             let req: KillRequest = serde_json::from_str(json).unwrap_or_else(|e| {
                 eprintln!("sandbox-runner kill: bad request: {e}");

@@ -52,21 +52,21 @@ const THREAD_STACK: usize = 256 * 1024;
 /// The exec's stdout, where every frame goes, shared by the relay threads and the final
 /// report. `None` once closed: after the report, or after the reader went away (EPIPE), when
 /// output is dropped so that the command never blocks on a full pipe.
-type Sink = Arc<Mutex<Option<File>>>;
+pub(crate) type Sink = Arc<Mutex<Option<File>>>;
 
 /// Why nothing could start, and what to say about it.
 type Failure = (SpawnFailure, String);
 
-fn lock(sink: &Sink) -> MutexGuard<'_, Option<File>> {
+pub(crate) fn lock(sink: &Sink) -> MutexGuard<'_, Option<File>> {
     // A relay thread cannot panic while holding the lock; recover rather than abort anyway.
     sink.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn dup_std(fd: impl AsFd) -> io::Result<File> {
+pub(crate) fn dup_std(fd: impl AsFd) -> io::Result<File> {
     Ok(File::from(fd.as_fd().try_clone_to_owned()?))
 }
 
-fn failure_of(e: &io::Error) -> SpawnFailure {
+pub(crate) fn failure_of(e: &io::Error) -> SpawnFailure {
     match e.kind() {
         io::ErrorKind::NotFound => SpawnFailure::NotFound,
         io::ErrorKind::InvalidInput => SpawnFailure::BadRequest,
@@ -297,7 +297,7 @@ fn receive_script(channel: &mut impl Read, exec_id: &str, suffix: &str) -> Resul
 }
 
 /// This binary, wherever it is (the image puts it at [`RUNNER_PATH`]; tests run it elsewhere).
-fn runner_exe() -> std::path::PathBuf {
+pub(crate) fn runner_exe() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| RUNNER_PATH.into())
 }
 
@@ -372,6 +372,9 @@ pub fn run(exec_id: &str) -> ! {
     let stdin = dup_std(io::stdin()).unwrap_or_else(|e| fail_usage(&format!("no stdin: {e}")));
     let mut channel = BufReader::with_capacity(BUF, stdin);
     let req = read_request(&mut channel);
+    if req.exec_id != exec_id {
+        fail_usage("the request is for another call");
+    }
     let out: Sink = Arc::new(Mutex::new(dup_std(io::stdout()).ok()));
     let Err((failure, message)) = supervise(&req, exec_id, channel, &out, started);
     let name = program_name(&req);
@@ -430,6 +433,7 @@ fn supervise(
             }
         };
     command
+        .envs(req.env.iter().filter_map(|e| e.split_once('=')))
         .env(EXEC_ID_ENV, exec_id)
         .process_group(0)
         .stdin(
@@ -584,7 +588,7 @@ fn reap_until(child: u32) -> ExitStatus {
     }
 }
 
-fn exit_status(status: WaitStatus) -> ExitStatus {
+pub(crate) fn exit_status(status: WaitStatus) -> ExitStatus {
     let byte = |n: i32| u8::try_from(n).unwrap_or(u8::MAX);
     match (status.exit_status(), status.terminating_signal()) {
         (Some(code), _) => ExitStatus::Exited { code: byte(code) },

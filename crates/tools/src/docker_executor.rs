@@ -403,6 +403,9 @@ fn lost_text(reason: &sandbox_exec::LostReason) -> String {
         sandbox_exec::LostReason::DaemonUnreachable { error } => {
             format!("the Docker daemon stopped answering ({error})")
         }
+        sandbox_exec::LostReason::ChannelLost => {
+            "the sandbox's channel closed while the call ran".to_owned()
+        }
         sandbox_exec::LostReason::RunnerBroke { detail } => {
             format!("the sandbox's runner broke the protocol ({detail})")
         }
