@@ -247,13 +247,7 @@ impl TestSandbox {
 }
 
 /// How a test's calls reach the sandbox: an exec each, or the sandbox's channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// One `docker exec` per call.
-    Exec,
-    /// One long-lived `sandbox-runner serve`, many calls over it.
-    Channel,
-}
+pub use sandbox_tools::Transport;
 
 /// Runs calls over one transport, with [`ExecClient::run`]'s signature.
 #[derive(Debug, Clone)]
@@ -467,6 +461,8 @@ pub struct TestTools {
     pub tools: sandbox_tools::DockerExecutor,
     /// The user's root on the host.
     pub root: std::path::PathBuf,
+    host: FakeHost,
+    config: sandbox_tools::ToolsConfig,
 }
 
 impl std::fmt::Debug for TestTools {
@@ -512,13 +508,32 @@ impl TestTools {
         std::fs::create_dir_all(&root).expect("user root");
         chown_to_sandbox(&root);
         let tools = sandbox_tools::DockerExecutor::with_config(
-            std::sync::Arc::new(host),
+            std::sync::Arc::new(host.clone()),
             pool.pool.clone(),
-            config,
+            config.clone(),
             "u",
             root.clone(),
         );
-        Self { pool, tools, root }
+        Self {
+            pool,
+            tools,
+            root,
+            host,
+            config,
+        }
+    }
+
+    /// The same tools with calls over `transport`.
+    pub fn on(mut self, transport: Transport) -> Self {
+        self.config.transport = transport;
+        self.tools = sandbox_tools::DockerExecutor::with_config(
+            std::sync::Arc::new(self.host.clone()),
+            self.pool.pool.clone(),
+            self.config.clone(),
+            "u",
+            self.root.clone(),
+        );
+        self
     }
 
     /// Calls `tool` with `args` and a fresh context.

@@ -523,6 +523,7 @@ async fn the_runners_own_backstop_kills_the_whole_call_when_the_host_says_nothin
         drain_ms: 200,
         deadline_ms: Some(1500),
         grace_ms: 100,
+        start_by_unix_ms: None,
     };
     let json = serde_json::to_vec(&request).expect("json");
     input

@@ -342,10 +342,18 @@ impl Channel {
             tokio::select! {
                 biased;
                 _ = req.cancel.cancelled(), if stop.is_none() => {
+                    if !acked {
+                        // Not taken yet: it never starts (the guard's kill order follows the
+                        // request, and a request past its deadline is refused).
+                        return Ok(not_started(Termination::Cancelled));
+                    }
                     stop = Some((Stop::Cancelled, Instant::now()));
                     fallback = Some(kill_order());
                 }
                 _ = &mut deadline_passes, if stop.is_none() => {
+                    if !acked {
+                        return Ok(not_started(Termination::TimedOut));
+                    }
                     stop = Some((Stop::TimedOut, Instant::now()));
                     fallback = Some(kill_order());
                 }

@@ -422,6 +422,10 @@ impl ExecClient {
             drain_ms: millis(self.options.drain),
             deadline_ms: Some(millis(left + self.options.backstop_slack)),
             grace_ms: millis(self.options.kill_grace),
+            start_by_unix_ms: std::time::SystemTime::now()
+                .checked_add(left)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(millis),
         }
     }
 

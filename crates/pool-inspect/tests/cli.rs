@@ -653,3 +653,47 @@ fn the_sandbox_uid_is_chosen_at_image_build_and_owns_user_roots_made_mode_0700()
         61002
     );
 }
+
+#[test]
+fn show_reads_a_channel_from_the_process_list() {
+    let pool = TestPool::new("show_channel");
+    let (code, _, stderr) = pool.run(&["call", USER, "shell", r#"{"command":"true"}"#]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, text, _) = pool.run(&["show", USER]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("none open"),
+        "the call's own channel went with it: {text}"
+    );
+    // A service's channel, opened from this process: the 3rd of its sandbox, 4 calls in.
+    let container = format!("{}-{USER}", pool.name);
+    let rt = runtime();
+    let channel = rt.block_on(async {
+        let exec = sandbox_exec::ExecClient::new(docker().await);
+        let channel = sandbox_exec::Channel::open(&exec, &container, Some("zcbot"), "svc-2")
+            .await
+            .expect("open a channel");
+        for _ in 0..4 {
+            let out = channel
+                .run(sandbox_exec::ExecRequest::new(["true"]))
+                .await
+                .expect("run");
+            assert_eq!(out.exit_code(), 0);
+        }
+        channel
+    });
+    let (code, stdout, stderr) = pool.run(&["show", USER, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let shown: Value = serde_json::from_str(&stdout).expect("JSON");
+    let channels = shown["channels"].as_array().expect("channels");
+    assert_eq!(channels.len(), 1, "{shown}");
+    assert_eq!(channels[0]["id"], "svc-2");
+    assert_eq!(channels[0]["reopened"], 2);
+    assert_eq!(channels[0]["calls_served"], 4);
+    let (_, text, _) = pool.run(&["show", USER]);
+    assert!(
+        text.contains("svc-2 (pid ") && text.contains("4 calls served, reopened 2 times"),
+        "{text}"
+    );
+    drop(channel);
+}

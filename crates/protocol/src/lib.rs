@@ -427,6 +427,21 @@ pub struct RunRequest {
     /// Grace between SIGTERM and SIGKILL when the supervisor kills on its own (backstop, or
     /// the client went away).
     pub grace_ms: u64,
+    /// Wall-clock time (ms since the Unix epoch) after which the call must not start: its
+    /// deadline, by when the host has answered it. A runner that gets the request later (it
+    /// was stopped, or the daemon was) refuses it instead of running a call already given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_by_unix_ms: Option<u64>,
+}
+
+impl RunRequest {
+    /// Whether it is past its [`RunRequest::start_by_unix_ms`].
+    pub fn too_late(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.start_by_unix_ms.is_some_and(|by| now > by)
+    }
 }
 
 fn version_one() -> u32 {
@@ -617,7 +632,9 @@ mod tests {
             drain_ms: 1000,
             deadline_ms: Some(60_000),
             grace_ms: 500,
+            start_by_unix_ms: Some(1),
         };
+        assert!(req.too_late());
         let text = serde_json::to_string(&req).expect("serialize");
         assert_eq!(
             serde_json::from_str::<RunRequest>(&text).expect("parse"),

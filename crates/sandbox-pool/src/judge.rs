@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, TopOptionsBuilder,
+};
 use sandbox_exec::docker::{is_conflict, is_not_found, is_unreachable};
 
 use crate::PoolError;
@@ -17,7 +19,7 @@ use crate::config::PoolConfig;
 use crate::image::UID_LABEL;
 use crate::labels::{self, CONFIG_HASH, USER};
 use crate::pool::{UserRoots, validate_user};
-use sandbox_protocol::{PROTOCOL_LABEL, PROTOCOL_VERSION};
+use sandbox_protocol::{PROTOCOL_LABEL, PROTOCOL_VERSION, cmd};
 
 /// What the pool does with one of its containers at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,24 +185,58 @@ impl Judge {
 /// Most running execs looked at one by one; a container listing more is busy anyway.
 const MAX_EXECS_INSPECTED: usize = 16;
 
-/// How many calls run in a container now, by any pool: Docker lists a container's execs in
-/// progress (`exec_ids`, from its inspect answer), and one created but never started (a client
-/// that gave up) is not running. An exec that cannot be inspected counts as running: in doubt,
-/// a container is busy.
-pub async fn calls_running(docker: &Docker, exec_ids: Option<&[String]>) -> usize {
+/// How many calls run in container `container` now, by any pool.
+///
+/// Two views, since a call over a channel has no exec of its own: the container's running
+/// execs (from its inspect answer, `exec_ids`; one created but never started, by a client that
+/// gave up, is not running, and a channel's own serve exec is no call), and the supervisors in
+/// its process list (`sandbox-runner run`, one per call over either transport; read by the
+/// daemon from the host, starting nothing in the container). What cannot be read counts as
+/// running: in doubt, a container is busy.
+pub async fn calls_running(docker: &Docker, container: &str, exec_ids: Option<&[String]>) -> usize {
     let ids = exec_ids.unwrap_or_default();
     if ids.len() > MAX_EXECS_INSPECTED {
         return ids.len();
     }
-    let mut running = 0;
+    let mut execs = 0;
     for id in ids {
         match docker.inspect_exec(id).await {
             Err(e) if is_not_found(&e) => {}
             Ok(e) if e.running != Some(true) => {}
-            _ => running += 1,
+            Ok(e)
+                if is_serve(
+                    e.process_config
+                        .as_ref()
+                        .and_then(|p| p.arguments.as_deref()),
+                ) => {}
+            _ => execs += 1,
         }
     }
-    running
+    // Docker needs the pid column to tell the container's processes from the host's.
+    let top = TopOptionsBuilder::new().ps_args("-o pid,args").build();
+    let supervisors = match docker.top_processes(container, Some(top)).await {
+        Ok(top) => top
+            .processes
+            .unwrap_or_default()
+            .iter()
+            .filter(|row| {
+                row.last().is_some_and(|args| {
+                    let mut words = args.split_ascii_whitespace();
+                    words.next().is_some_and(|w| w.ends_with("sandbox-runner"))
+                        && words.next() == Some(cmd::RUN)
+                })
+            })
+            .count(),
+        // Gone, or not running: nothing runs in it.
+        Err(e) if is_not_found(&e) || is_conflict(&e) => 0,
+        Err(_) => 1,
+    };
+    execs.max(supervisors)
+}
+
+/// Whether an exec's arguments (after the program) are a channel's `serve <id>`.
+fn is_serve(arguments: Option<&[String]>) -> bool {
+    arguments.and_then(<[String]>::first).map(String::as_str) == Some(cmd::SERVE)
 }
 
 /// Every container carrying pool `pool`'s labels, in any state.

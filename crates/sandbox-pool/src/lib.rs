@@ -1,7 +1,8 @@
 //! Per-user sandbox containers, and the image they run.
 //!
 //! Owns: the container lifecycle of every user's sandbox (create, start, inspect, adopt,
-//! recreate, remove), its labels and configuration hash, the per-user locks, the idle reaper,
+//! recreate, remove) and its channel (opened on demand, reopened after it went down), its
+//! labels and configuration hash, the per-user locks, the idle reaper,
 //! start-up reconciliation, capacity, the operator view, and the sandbox image build
 //! ([`image`]).
 //!
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod channel;
 pub mod config;
 mod error;
 pub mod host;
@@ -24,6 +26,7 @@ pub mod view;
 
 pub use bollard;
 pub use bytesize;
+pub use channel::ChannelInfo;
 pub use config::{ExtraMount, Housekeeping, PoolConfig};
 pub use error::PoolError;
 pub use judge::{Judge, Verdict, calls_running, list_containers, remove_container, remove_sandbox};

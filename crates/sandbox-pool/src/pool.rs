@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::PoolError;
+use crate::channel::{ChannelInfo, ChannelSlot};
 use crate::config::{Housekeeping, PoolConfig, WORKSPACE};
 use crate::judge::{self, Judge, Verdict, calls_running, unreachable_or};
 use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
@@ -111,6 +112,8 @@ struct Entry {
     seen_healthy: Option<Instant>,
     /// Removed by [`SandboxPool::recycle`]; the next `ensure` says so.
     recycled: bool,
+    /// Its channel, opened on demand.
+    channel: Arc<ChannelSlot>,
 }
 
 impl Entry {
@@ -129,6 +132,7 @@ impl Entry {
             in_flight,
             seen_healthy: Some(Instant::now()),
             recycled: false,
+            channel: Arc::default(),
         }
     }
 }
@@ -163,6 +167,8 @@ pub struct SandboxInfo {
     pub memory_bytes: Option<u64>,
     /// Processes and threads (stats API), when asked for.
     pub pids: Option<u64>,
+    /// Its channel, when known (the pool's own memory knows it; the daemon view does not).
+    pub channel: Option<ChannelInfo>,
 }
 
 mod optional_unix_secs {
@@ -211,6 +217,7 @@ impl std::fmt::Debug for SandboxPool {
 pub struct Lease {
     pool: SandboxPool,
     sandbox: Sandbox,
+    channel: Arc<ChannelSlot>,
     lost: bool,
 }
 
@@ -224,6 +231,20 @@ impl Lease {
     /// of trusting memory.
     pub fn mark_lost(&mut self) {
         self.lost = true;
+    }
+
+    /// The sandbox's channel for calls as its sandbox user, opened first if it is not (with
+    /// `exec`'s settings). `None` when it cannot be had now (it failed to open a moment
+    /// ago): the call goes through an exec of its own, and a later call tries again.
+    pub async fn channel(&self, exec: &sandbox_exec::ExecClient) -> Option<sandbox_exec::Channel> {
+        self.channel
+            .get(
+                exec,
+                &self.sandbox.container_id,
+                &self.sandbox.exec_user,
+                &self.pool.inner.session,
+            )
+            .await
     }
 }
 
@@ -411,10 +432,11 @@ impl SandboxPool {
         }
     }
 
-    fn lease(&self, sandbox: Sandbox) -> Lease {
+    fn lease(&self, sandbox: Sandbox, entry: &Entry) -> Lease {
         Lease {
             pool: self.clone(),
             sandbox,
+            channel: Arc::clone(&entry.channel),
             lost: false,
         }
     }
@@ -431,7 +453,7 @@ impl SandboxPool {
         entry.last_active = Instant::now();
         let entry = entry.clone();
         drop(state);
-        Some(self.lease(self.handle(user, &entry, None)))
+        Some(self.lease(self.handle(user, &entry, None), &entry))
     }
 
     /// The user's sandbox, made or repaired if needed, leased for one call.
@@ -523,27 +545,31 @@ impl SandboxPool {
                     let mut state = self.state();
                     // Calls still running on this very container keep counting: the health
                     // check lapsing under a long call must not make it look idle to the reaper.
-                    let running = state
-                        .sandboxes
-                        .get(user)
-                        .filter(|e| e.container_id == id)
-                        .map_or(0, |e| e.in_flight);
+                    // So does its channel.
+                    let same = state.sandboxes.get(user).filter(|e| e.container_id == id);
+                    let running = same.map_or(0, |e| e.in_flight);
+                    let channel = same.map(|e| Arc::clone(&e.channel));
                     let created = parse_time(info.created.as_deref());
-                    let entry = Entry::new(id, name.clone(), created, running + 1);
+                    let mut entry = Entry::new(id, name.clone(), created, running + 1);
+                    if let Some(channel) = channel {
+                        entry.channel = channel;
+                    }
                     let sandbox = self.handle(user, &entry, None);
+                    let lease = self.lease(sandbox, &entry);
                     state.sandboxes.insert(user.to_owned(), entry);
                     drop(state);
                     if !known {
-                        info!(user, container = %sandbox.container_id, "adopted a running sandbox");
+                        info!(user, container = %lease.container_id, "adopted a running sandbox");
                     }
-                    return Ok(self.lease(sandbox));
+                    return Ok(lease);
                 }
                 Some(reason) => {
                     let id = info.id.clone().unwrap_or_default();
                     // Made with another configuration and busy: another pool process runs
                     // calls in it. They end first; this call waits (within its deadline).
                     if reason == Recreated::ConfigChanged
-                        && calls_running(&self.inner.docker, info.exec_ids.as_deref()).await > 0
+                        && calls_running(&self.inner.docker, &id, info.exec_ids.as_deref()).await
+                            > 0
                     {
                         if waited_since.elapsed() >= BUSY_WAIT {
                             return Err(PoolError::SandboxBusy {
@@ -643,10 +669,11 @@ impl SandboxPool {
         }
         let entry = Entry::new(created.id, name.to_owned(), Some(SystemTime::now()), 1);
         let sandbox = self.handle(user, &entry, recreated);
+        let lease = self.lease(sandbox, &entry);
         self.state().sandboxes.insert(user.to_owned(), entry);
         drop(slot);
-        info!(user, container = %sandbox.container_id, recreated = ?sandbox.recreated, "created a sandbox");
-        Ok(self.lease(sandbox))
+        info!(user, container = %lease.container_id, recreated = ?lease.recreated, "created a sandbox");
+        Ok(lease)
     }
 
     /// Takes a slot under `max_sandboxes`, evicting the least recently active idle sandbox
@@ -814,7 +841,7 @@ impl SandboxPool {
     /// answer) yes: whoever asked keeps the container and asks again later.
     async fn busy(&self, id: &str) -> bool {
         match self.inner.docker.inspect_container(id, None).await {
-            Ok(info) => calls_running(&self.inner.docker, info.exec_ids.as_deref()).await > 0,
+            Ok(info) => calls_running(&self.inner.docker, id, info.exec_ids.as_deref()).await > 0,
             Err(e) => !is_not_found(&e),
         }
     }
@@ -899,6 +926,7 @@ impl SandboxPool {
                 calls_in_flight: Some(e.in_flight),
                 memory_bytes: None,
                 pids: None,
+                channel: Some(e.channel.info()),
             })
             .collect();
         list.sort_by(|a, b| a.user.cmp(&b.user));

@@ -79,7 +79,8 @@ pub async fn daemon_view(
                     .as_ref()
                     .and_then(|s| s.started_at.as_deref())
                     .and_then(parse_rfc3339);
-                let in_flight = crate::judge::calls_running(docker, info.exec_ids.as_deref()).await;
+                let in_flight =
+                    crate::judge::calls_running(docker, &id, info.exec_ids.as_deref()).await;
                 (started, Some(in_flight))
             }
             Err(_) => (None, None),
@@ -111,6 +112,7 @@ pub async fn daemon_view(
             calls_in_flight: in_flight,
             memory_bytes: used.memory_bytes,
             pids: used.pids,
+            channel: None,
             container_id: id,
         });
     }

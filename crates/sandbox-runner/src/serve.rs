@@ -143,6 +143,7 @@ pub fn serve(channel_id: &str) -> ! {
         calls: HashMap::new(),
         tools: HashMap::new(),
         died: HashMap::new(),
+        taken: 0,
     }
     .run()
 }
@@ -156,6 +157,8 @@ struct Server {
     tools: HashMap<u32, Arc<AtomicBool>>,
     /// Exit statuses of supervisors reaped before their stdout closed.
     died: HashMap<i32, ExitStatus>,
+    /// Calls taken so far.
+    taken: u64,
 }
 
 impl Server {
@@ -326,6 +329,12 @@ impl Server {
     /// A new call: acknowledged first, then started.
     fn open(&mut self, id: u32, json: &[u8]) {
         send(&self.out, id, frame::ACK, &[]);
+        // The count shows as the process's name (`ps -o comm`): what `pool-inspect show` reads,
+        // from the host, without starting anything in the container.
+        self.taken += 1;
+        if let Ok(name) = std::ffi::CString::new(format!("served:{}", self.taken)) {
+            let _ = rustix::thread::set_name(&name);
+        }
         let req: RunRequest = match serde_json::from_slice(json) {
             Ok(req) => req,
             Err(e) => {
@@ -338,6 +347,10 @@ impl Server {
                 "the host speaks protocol {}, this runner {PROTOCOL_VERSION}, or the exec id is malformed",
                 req.version
             );
+            return report(&self.out, id, failed(SpawnFailure::BadRequest, why));
+        }
+        if req.too_late() {
+            let why = "the request came after its deadline; not starting it".to_owned();
             return report(&self.out, id, failed(SpawnFailure::BadRequest, why));
         }
         if let Program::Tool { name } = &req.program

@@ -360,6 +360,9 @@ fn read_request(channel: &mut impl Read) -> RunRequest {
             req.version
         ));
     }
+    if req.too_late() {
+        fail_usage("the request came after its deadline; not starting it");
+    }
     req
 }
 

@@ -15,6 +15,18 @@ pub const DEFAULT_OUTPUT_HEAD: ByteSize = ByteSize::kib(32);
 /// Default tail kept of each stream of `shell` and `run_python`: 32 KiB.
 pub const DEFAULT_OUTPUT_TAIL: ByteSize = ByteSize::kib(32);
 
+/// How a sandbox tool's call reaches the sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Over the sandbox's channel, one long-lived exec of the runner, a few milliseconds a
+    /// call; through an exec of its own when the channel is down.
+    #[default]
+    Channel,
+    /// One `docker exec` per call (40-50 ms of daemon and runtime work each).
+    Exec,
+}
+
 /// How the tools run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +53,8 @@ pub struct ToolsConfig {
     pub output_tail: ByteSize,
     /// The disk quota of `write` and `edit`.
     pub quotas: QuotaConfig,
+    /// How calls reach the sandbox.
+    pub transport: Transport,
 }
 
 impl Default for ToolsConfig {
@@ -54,6 +68,7 @@ impl Default for ToolsConfig {
             output_head: DEFAULT_OUTPUT_HEAD,
             output_tail: DEFAULT_OUTPUT_TAIL,
             quotas: QuotaConfig::default(),
+            transport: Transport::default(),
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use crate::args::{self, ArgError};
-use crate::config::ToolsConfig;
+use crate::config::{ToolsConfig, Transport};
 use crate::executor::{CallContext, Executor, ToolMeta, ToolResult};
 use crate::format::{self, EXIT_BAD_ARGS, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_TIMEOUT};
 use crate::quota::{QuotaDecision, QuotaGate, UsageStore};
@@ -187,7 +187,7 @@ impl DockerExecutor {
                 Some(sink) => req.with_sink(Arc::clone(sink)),
                 None => req,
             };
-            match self.shared.exec.run(&lease.container_id, req).await {
+            match self.run_on(&lease, req, ctx, deadline).await {
                 Ok(outcome) => {
                     // Lost, or out of time before the command could start (the daemon may not
                     // be answering): the next call asks the daemon rather than trust memory.
@@ -221,6 +221,39 @@ impl DockerExecutor {
             }
         }
         unreachable!("the second attempt always returns")
+    }
+
+    /// Runs `req` over the sandbox's channel when the configuration says so and the call runs
+    /// as the sandbox user; through an exec of its own otherwise, or when the channel is down
+    /// or did not take the call (nothing of it ran).
+    async fn run_on(
+        &self,
+        lease: &sandbox_pool::Lease,
+        req: ExecRequest,
+        ctx: &CallContext,
+        deadline: Instant,
+    ) -> Result<Outcome, sandbox_exec::ExecError> {
+        let exec = &self.shared.exec;
+        let wants = self.shared.config.transport == Transport::Channel
+            && self.exec_user(lease) == lease.exec_user;
+        let channel = if wants {
+            // Opening one is bounded by the call's own deadline and cancel too.
+            within(ctx, deadline, lease.channel(exec))
+                .await
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        if let Some(channel) = channel {
+            match channel.run(req.clone()).await {
+                Err(e) if e.is_channel_down() => {
+                    debug!(user = %self.user, error = %e, "the channel did not take the call; running it through an exec");
+                }
+                done => return done,
+            }
+        }
+        exec.run(&lease.container_id, req).await
     }
 
     async fn shell(&self, args: &Value, ctx: &CallContext) -> ToolResult {

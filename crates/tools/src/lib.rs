@@ -23,7 +23,7 @@ pub mod quota;
 pub mod schema;
 
 pub use args::{ArgError, TimeoutLimits};
-pub use config::{DEFAULT_OUTPUT_HEAD, DEFAULT_OUTPUT_TAIL, ToolsConfig};
+pub use config::{DEFAULT_OUTPUT_HEAD, DEFAULT_OUTPUT_TAIL, ToolsConfig, Transport};
 pub use docker_executor::DockerExecutor;
 pub use executor::{CallContext, Executor, ToolMeta, ToolResult};
 pub use quota::{

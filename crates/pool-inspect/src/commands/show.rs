@@ -19,7 +19,12 @@ use crate::table::{Table, human_bytes, or_dash};
 
 /// The `ps` columns asked of the daemon (`docker top`); `pid` must be there, the daemon
 /// filters the host's process list by it.
-const PS_ARGS: &str = "-o pid,ppid,uid,etime,args";
+const PS_ARGS: &str = "-o pid,ppid,uid,etime,comm=NAME,args";
+
+/// How the channel's serve process shows in `ps`: `sandbox-runner serve <pool session>-<n>`,
+/// the n-th channel of that sandbox (so reopened n times), named `served:<calls>` (no space:
+/// the daemon splits `ps` columns at spaces).
+const SERVE_ARGS: &str = "/sandbox/bin/sandbox-runner serve ";
 
 /// What `show --json` prints.
 #[derive(Debug, Serialize)]
@@ -42,11 +47,44 @@ struct Shown {
     limits: Limits,
     mounts: Vec<Mount>,
     usage: Usage,
+    /// The sandbox's channels (normally one: the service's; one per pool process using it).
+    channels: Vec<ChannelShown>,
     /// One object per process, keyed by the lower-cased `ps` column titles.
     processes: Vec<BTreeMap<String, String>>,
     /// Those titles in `ps` order, for the table.
     #[serde(skip)]
     titles: Vec<String>,
+}
+
+/// A channel into the sandbox, as its serve process shows in the process list.
+#[derive(Debug, Serialize)]
+struct ChannelShown {
+    id: String,
+    pid: String,
+    /// Times the pool that opened it opened one again for this sandbox.
+    reopened: Option<u64>,
+    /// Calls it took.
+    calls_served: Option<u64>,
+}
+
+impl ChannelShown {
+    fn of(process: &BTreeMap<String, String>) -> Option<Self> {
+        let id = process
+            .get("command")?
+            .strip_prefix(SERVE_ARGS)?
+            .trim()
+            .to_owned();
+        Some(Self {
+            reopened: id.rsplit_once('-').and_then(|(_, n)| n.parse().ok()),
+            calls_served: process
+                .get("name")
+                .and_then(|c| c.strip_prefix("served:"))
+                .and_then(|n| n.parse().ok())
+                .or(Some(0)),
+            pid: process.get("pid").cloned().unwrap_or_default(),
+            id,
+        })
+    }
 }
 
 /// The limits as the daemon applied them.
@@ -189,6 +227,7 @@ async fn read_back(
             })
             .collect(),
         usage: used,
+        channels: processes.iter().filter_map(ChannelShown::of).collect(),
         processes,
         titles,
     })
@@ -259,6 +298,24 @@ fn print(s: &Shown) -> Result<()> {
             or_dash(s.usage.pids)
         ),
     );
+    if s.channels.is_empty() {
+        fact(
+            "channel",
+            "none open (calls go through an exec each until one is)".to_owned(),
+        );
+    }
+    for c in &s.channels {
+        fact(
+            "channel",
+            format!(
+                "{} (pid {}): {} calls served, reopened {} times",
+                c.id,
+                c.pid,
+                or_dash(c.calls_served),
+                or_dash(c.reopened)
+            ),
+        );
+    }
     facts.print()?;
 
     println!("\nlabels:");
