@@ -1030,3 +1030,270 @@ e2e_tests::on_both_transports! {
         );
     }
 }
+
+// ---- the channel's own faults (issue #10) -------------------------------------------------
+
+/// Signals every serve process of the sandbox (a hostile command's way to find them).
+const AT_SERVE: &str = "-f '^/sandbox/bin/sandbox-runner serve '";
+
+/// Tools over the channel, with it open (a first call made it).
+async fn on_the_channel(name: &str) -> TestTools {
+    let t = TestTools::start(name)
+        .await
+        .on(e2e_tests::Transport::Channel);
+    assert_next_call_works(&t).await;
+    t
+}
+
+fn channel_of(t: &TestTools) -> sandbox_pool::ChannelInfo {
+    t.pool.snapshot()[0]
+        .channel
+        .clone()
+        .expect("the pool's own view")
+}
+
+async fn lines(t: &TestTools, file: &str) -> String {
+    sh(t, &format!("wc -l < {file}")).await.content
+}
+
+const LOST: &str = "[Error executing shell via docker] sandbox lost: the sandbox's channel closed while the call ran";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serve_process_killed_mid_call_loses_that_call_only_and_the_channel_reopens() {
+    let t = on_the_channel("channel_kill_mid").await;
+    let r = sh(
+        &t,
+        &format!("echo ran >> runs.txt; sleep 300 & pkill -9 {AT_SERVE}; sleep 30; echo never"),
+    )
+    .await;
+    assert_eq!((r.exit_code, r.content.as_str()), (1, LOST), "{r:?}");
+    assert!(
+        leftovers(&t).await.is_empty(),
+        "its supervisor killed the call"
+    );
+    assert_next_call_works(&t).await;
+    assert_eq!(
+        lines(&t, "runs.txt").await,
+        "[stdout]\n1\n[exit 0]",
+        "ran once"
+    );
+    let channel = channel_of(&t);
+    assert!(channel.open && channel.reopened == 1, "{channel:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serve_process_killed_between_calls_costs_no_call() {
+    let t = on_the_channel("channel_kill_between").await;
+    let r = sh(
+        &t,
+        &format!("(sleep 0.3; pkill -9 {AT_SERVE}) >/dev/null 2>&1 & echo left"),
+    )
+    .await;
+    assert_eq!(r.content, "[stdout]\nleft\n[exit 0]");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..5 {
+        let r = sh(&t, &format!("echo {i} >> runs.txt; echo {i}")).await;
+        assert_eq!(r.content, format!("[stdout]\n{i}\n[exit 0]"), "call {i}");
+    }
+    assert_eq!(lines(&t, "runs.txt").await, "[stdout]\n5\n[exit 0]");
+    assert!(leftovers(&t).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serve_process_stopped_mid_call_is_killed_and_that_call_lost_only() {
+    let t = on_the_channel("channel_stop_mid").await;
+    let started = Instant::now();
+    let r = sh(
+        &t,
+        &format!("echo ran >> runs.txt; sleep 300 & pkill -STOP {AT_SERVE}; echo done"),
+    )
+    .await;
+    assert_eq!((r.exit_code, r.content.as_str()), (1, LOST), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        leftovers(&t).await.is_empty(),
+        "the stopped channel was killed with its calls"
+    );
+    assert_next_call_works(&t).await;
+    assert_eq!(
+        lines(&t, "runs.txt").await,
+        "[stdout]\n1\n[exit 0]",
+        "ran once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serve_process_stopped_between_calls_delays_the_next_call_only() {
+    let t = on_the_channel("channel_stop_between").await;
+    let r = sh(
+        &t,
+        &format!("(sleep 0.3; pkill -STOP {AT_SERVE}) >/dev/null 2>&1 & echo left"),
+    )
+    .await;
+    assert_eq!(r.content, "[stdout]\nleft\n[exit 0]");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let r = sh(&t, "echo ran >> runs.txt; echo once").await;
+    assert_eq!(r.content, "[stdout]\nonce\n[exit 0]", "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        lines(&t, "runs.txt").await,
+        "[stdout]\n1\n[exit 0]",
+        "ran once"
+    );
+    assert!(leftovers(&t).await.is_empty());
+    assert!(channel_of(&t).open, "reopened");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_and_floods_at_the_serve_process_change_no_result() {
+    let t = on_the_channel("channel_flood").await;
+    // A leftover that pelts every serve process with signals it ignores, and a call that
+    // floods the channel, while small calls go over it.
+    let r = sh(
+        &t,
+        &format!(
+            "(for i in $(seq 3000); do pkill -CHLD {AT_SERVE}; pkill -URG {AT_SERVE}; \
+             pkill -WINCH {AT_SERVE}; pkill -CONT {AT_SERVE}; done) >/dev/null 2>&1 & echo on"
+        ),
+    )
+    .await;
+    assert_eq!(r.content, "[stdout]\non\n[exit 0]");
+    let flood = t.call(
+        "shell",
+        json!({"command": "head -c 100000000 /dev/zero; echo end"}),
+    );
+    let small = async {
+        for i in 0..20 {
+            let r = sh(&t, &format!("echo {i}")).await;
+            assert_eq!(r.content, format!("[stdout]\n{i}\n[exit 0]"));
+            let r = t.call("read", json!({"path": "runs.none"})).await;
+            assert_eq!(r.exit_code, 1, "{r:?}");
+        }
+    };
+    let (r, ()) = tokio::join!(flood, small);
+    assert_eq!(r.exit_code, 0, "{}", &r.content[..r.content.len().min(200)]);
+    assert!(r.meta.truncated && r.content.ends_with("end\n[exit 0]"));
+    let channel = channel_of(&t);
+    assert!(channel.open && channel.reopened == 0, "{channel:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_pool_adopting_the_sandbox_opens_its_own_channel() {
+    let t = on_the_channel("channel_second_pool").await;
+    let config = t.pool.config().clone();
+    let other = e2e_tests::TestPool::start_on(config, t.pool.users.path()).await;
+    let theirs = DockerExecutor::with_config(
+        std::sync::Arc::new(FakeHost::all()),
+        other.clone(),
+        ToolsConfig::default(),
+        "u",
+        t.root.clone(),
+    );
+    let ctx = sandbox_tools::CallContext::new("t");
+    for i in 0..3 {
+        let r = sandbox_tools::Executor::call_tool(
+            &theirs,
+            "shell",
+            json!({"command": format!("echo b{i}")}),
+            &ctx,
+        )
+        .await;
+        assert_eq!(r.content, format!("[stdout]\nb{i}\n[exit 0]"));
+        assert_next_call_works(&t).await;
+    }
+    let id = t.pool.ensure("u").await.expect("ensure").container_id;
+    let serves = docker_top(&t, &id).await;
+    assert_eq!(
+        serves.iter().filter(|p| p.contains(" serve ")).count(),
+        2,
+        "{serves:?}"
+    );
+    other
+        .shutdown(sandbox_pool::ShutdownPolicy::Keep)
+        .await
+        .expect("shutdown");
+}
+
+async fn docker_top(t: &TestTools, id: &str) -> Vec<String> {
+    let top = t
+        .pool
+        .docker()
+        .top_processes(
+            id,
+            Some(
+                bollard::query_parameters::TopOptionsBuilder::new()
+                    .ps_args("-o pid,args")
+                    .build(),
+            ),
+        )
+        .await
+        .expect("top");
+    top.processes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|row| row.last().cloned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_concurrent_calls_of_one_user_and_of_eight_users() {
+    // Each call in flight costs its supervisor's threads and its command of the pids limit.
+    let config = sandbox_pool::PoolConfig {
+        pids_limit: 1024,
+        ..pool_config("channel_concurrent")
+    };
+    let t = TestTools::start_on_pool(config)
+        .await
+        .on(e2e_tests::Transport::Channel);
+    assert_next_call_works(&t).await;
+    let calls = (0..64).map(|i| {
+        let t = &t;
+        async move {
+            let r = sh(t, &format!("echo {i}; echo {i} >> runs.txt")).await;
+            assert_eq!(r.content, format!("[stdout]\n{i}\n[exit 0]"), "call {i}");
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    assert_eq!(
+        lines(&t, "runs.txt").await,
+        "[stdout]\n64\n[exit 0]",
+        "each ran once"
+    );
+    let users: Vec<DockerExecutor> = (0..8)
+        .map(|u| {
+            let user = format!("w{u}");
+            let root = t.pool.user_root(&user);
+            std::fs::create_dir_all(&root).expect("root");
+            e2e_tests::chown_to_sandbox(&root);
+            t.tools.for_user(user, root)
+        })
+        .collect();
+    let ctx = sandbox_tools::CallContext::new("t");
+    let calls = (0..64).map(|i| {
+        let (tools, ctx) = (&users[i % 8], &ctx);
+        async move {
+            let r = sandbox_tools::Executor::call_tool(
+                tools,
+                "shell",
+                json!({"command": format!("echo {i}")}),
+                ctx,
+            )
+            .await;
+            assert_eq!(r.content, format!("[stdout]\n{i}\n[exit 0]"), "call {i}");
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    for info in t.pool.snapshot() {
+        let left = e2e_tests::processes(t.pool.docker(), &info.container_id).await;
+        assert!(left.is_empty(), "{}: {left:?}", info.user);
+    }
+}

@@ -10,12 +10,13 @@
 //! Every request is acknowledged before anything of it starts. A call whose channel goes down
 //! before the acknowledgement never ran: [`Channel::run`] says [`ExecError::ChannelDown`] and
 //! the caller runs it through an exec of its own. One whose channel goes down after it is
-//! lost (its supervisor saw the channel close and killed it), never run twice. A channel that
-//! acknowledges nothing for [`ACK_TIMEOUT`] is wedged: it is killed (serve process and every
-//! call on it, through a second exec) and closed.
+//! lost (its supervisor saw the channel close and killed it), never run twice. The serve
+//! process beats while it runs; a channel silent for [`SILENCE_LIMIT`] is wedged (a command
+//! stopped its serve process, say): it is killed (serve process and every call on it, through
+//! a second exec) and closed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,9 +43,9 @@ use crate::request::{ExecRequest, OutputChunk, StreamKind};
 
 /// How long a new channel may take to say hello: 5 s.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the serve process may take to acknowledge a request before the channel counts as
-/// wedged (stopped by a command, say): 2 s.
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a channel may be silent (no beat, no frame, while the host waits for one) before it
+/// counts as wedged: 3 s, a dozen beats (a sandbox short of CPU still beats in time).
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 /// Frames queued for one call between the channel's reader and the call (each at most 64 KiB):
 /// a call that does not keep up slows its channel, it does not grow the service.
 const CALL_QUEUE: usize = 64;
@@ -66,7 +67,9 @@ struct Inner {
     served: AtomicU64,
     /// Cancelled when the channel is down for good.
     closed: CancellationToken,
-    wedged: AtomicBool,
+    /// Since when the reader has been waiting for the serve process to say something; `None`
+    /// while it is busy handing frames to calls (a slow call is no silent channel).
+    waiting: Mutex<Option<Instant>>,
 }
 
 impl Inner {
@@ -207,7 +210,7 @@ impl Channel {
             next_call: AtomicU32::new(1),
             served: AtomicU64::new(0),
             closed: CancellationToken::new(),
-            wedged: AtomicBool::new(false),
+            waiting: Mutex::new(Some(Instant::now())),
         });
         tokio::spawn(write_loop(input, from_calls, inner.closed.clone()));
         tokio::spawn(read_loop(
@@ -216,6 +219,7 @@ impl Channel {
             Arc::downgrade(&inner),
             inner.closed.clone(),
         ));
+        tokio::spawn(watchdog(Arc::downgrade(&inner), inner.closed.clone()));
         debug!(channel = id, pid = hello.pid, "channel open");
         Ok(Channel { inner })
     }
@@ -325,8 +329,6 @@ impl Channel {
         let wake = tokio::time::Instant::from_std(deadline);
         let deadline_passes = tokio::time::sleep_until(wake);
         tokio::pin!(deadline_passes);
-        let ack_late = tokio::time::sleep(ACK_TIMEOUT);
-        tokio::pin!(ack_late);
         let kill_order = || {
             let order = KillOrder {
                 grace_ms: millis(inner.exec.options().kill_grace),
@@ -356,26 +358,6 @@ impl Channel {
                     }
                     stop = Some((Stop::TimedOut, Instant::now()));
                     fallback = Some(kill_order());
-                }
-                _ = &mut ack_late, if !acked => {
-                    // Nothing acknowledged: the serve process is stopped or stuck. Kill it (and
-                    // whatever runs on the channel) and see what it said before it died.
-                    warn!(channel = %inner.id, "no acknowledgement in time; killing the channel");
-                    inner.wedged.store(true, Ordering::Relaxed);
-                    let summary = inner.exec.kill(&inner.container, inner.user.as_deref(), &inner.id).await;
-                    debug!(?summary, "killed the wedged channel");
-                    inner.close("wedged");
-                    while let Some(item) = rx.recv().await {
-                        if matches!(item, Inbound::Ack) {
-                            acked = true;
-                        }
-                    }
-                    if !acked {
-                        guard.done = true;
-                        return Err(down("wedged before it took the call"));
-                    }
-                    lost = true;
-                    break;
                 }
                 _ = maybe(&mut fallback) => {
                     warn!("the in-band kill did not end the call; killing through a second exec");
@@ -442,7 +424,17 @@ impl Channel {
                 debug!(lost, ?reason, "the call's channel went down under it");
                 match within(&req, wake, inner.exec.container_lost(&inner.container)).await {
                     Ok(Some(lost)) => lost,
-                    Ok(None) => Termination::SandboxLost { reason },
+                    Ok(None) => {
+                        // Its supervisor may have ended before the channel did, leaving what
+                        // the call started with nothing to answer to: a lost call is killed.
+                        kill = Some(
+                            inner
+                                .exec
+                                .kill(&inner.container, inner.user.as_deref(), &exec_id)
+                                .await,
+                        );
+                        Termination::SandboxLost { reason }
+                    }
                     Err(s) => s.termination(),
                 }
             }
@@ -526,6 +518,9 @@ async fn read_loop(
                 Ok(None) => break,
                 Err(e) => break 'read format!("not a channel any more: {e}"),
             };
+            if kind == channel::BEAT {
+                continue;
+            }
             if kind != channel::CALL {
                 break 'read format!("a frame of kind {kind}");
             }
@@ -553,9 +548,22 @@ async fn read_loop(
                 let _ = tx.send(item).await;
             }
         }
-        tokio::select! {
-            _ = closed.cancelled() => break 'read "closed".to_owned(),
-            item = output.next() => match item {
+        let waiting = |since: Option<Instant>| {
+            if let Some(strong) = inner.upgrade() {
+                *strong.waiting.lock().unwrap_or_else(|e| e.into_inner()) = since;
+            }
+        };
+        waiting(Some(Instant::now()));
+        let next = tokio::select! {
+            _ = closed.cancelled() => None,
+            item = output.next() => Some(item),
+        };
+        waiting(None);
+        let Some(item) = next else {
+            break 'read "closed".to_owned();
+        };
+        {
+            match item {
                 Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
                     frames.push(&message);
                 }
@@ -563,7 +571,7 @@ async fn read_loop(
                 Some(Ok(LogOutput::StdIn { .. })) => {}
                 Some(Err(e)) => break 'read format!("reading it: {e}"),
                 None => break 'read "the serve process ended".to_owned(),
-            },
+            }
         }
     };
     if complaints.total() > 0 {
@@ -573,5 +581,41 @@ async fn read_loop(
         inner.close(&why);
     } else {
         closed.cancel();
+    }
+}
+
+/// Kills and closes a channel whose serve process went silent (stopped, or stuck): every call
+/// on it dies with it (their supervisors descend from it), and a call it had not acknowledged
+/// yet is free to run through an exec.
+async fn watchdog(inner: std::sync::Weak<Inner>, closed: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            _ = tokio::time::sleep(SILENCE_LIMIT / 3) => {}
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let silent = strong
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        if silent < SILENCE_LIMIT {
+            continue;
+        }
+        warn!(channel = %strong.id, container = %strong.container, silent_ms = silent.as_millis() as u64, "the channel went silent; killing it");
+        let summary = strong
+            .exec
+            .kill(&strong.container, strong.user.as_deref(), &strong.id)
+            .await;
+        debug!(?summary, "killed the silent channel");
+        drop(strong);
+        // What it said before it died reaches the calls first: the stream ends on its own.
+        let _ = tokio::time::timeout(POST_KILL_WAIT, closed.cancelled()).await;
+        if let Some(strong) = inner.upgrade() {
+            strong.close("silent");
+        }
+        return;
     }
 }

@@ -29,7 +29,7 @@ mod request;
 
 pub use bollard;
 pub use capture::{Captured, DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, OutputCaps};
-pub use channel::{ACK_TIMEOUT, Channel, OPEN_TIMEOUT};
+pub use channel::{Channel, OPEN_TIMEOUT, SILENCE_LIMIT};
 pub use client::{
     DEFAULT_BACKSTOP_SLACK, DEFAULT_DRAIN, DEFAULT_KILL_GRACE, DEFAULT_KILL_ROUNDS, ExecClient,
     ExecOptions,

@@ -248,6 +248,11 @@ pub mod channel {
     pub const CALL: u8 = 32;
     /// The serve process is up: a JSON [`Hello`](crate::Hello).
     pub const HELLO: u8 = 33;
+    /// The serve process is alive (empty; at least every [`BEAT_EVERY_MS`] while it runs), so
+    /// the host can tell a stopped one from a quiet one.
+    pub const BEAT: u8 = 34;
+    /// How often the serve process beats.
+    pub const BEAT_EVERY_MS: u64 = 250;
     /// Call id and the inner frame's header.
     pub const CALL_HEADER: usize = 4 + frame::HEADER;
     /// Largest [`HELLO`].
@@ -300,6 +305,7 @@ pub mod channel {
         match kind {
             CALL => Some(CALL_HEADER + frame::MAX_PAYLOAD.max(frame::MAX_MESSAGE)),
             HELLO => Some(MAX_HELLO),
+            BEAT => Some(0),
             _ => None,
         }
     }

@@ -48,6 +48,8 @@ const MAX_TOOL_INPUT: usize = 256 * 1024 * 1024;
 const BUF: usize = frame::MAX_PAYLOAD;
 /// How often the loop looks for supervisors that died without a word.
 const REAP_EVERY: Duration = Duration::from_millis(20);
+/// How often the host hears that this process is alive.
+const BEAT_EVERY: Duration = Duration::from_millis(channel::BEAT_EVERY_MS);
 /// SIGKILL rounds of a kill this process does for a supervisor that died.
 const KILL_ROUNDS: u32 = 8;
 
@@ -164,18 +166,29 @@ struct Server {
 impl Server {
     fn run(mut self) -> ! {
         let mut buf = vec![0u8; BUF];
+        let mut beat = Instant::now();
         loop {
+            if beat.elapsed() >= BEAT_EVERY {
+                beat = Instant::now();
+                let mut sink = lock(&self.out);
+                if let Some(file) = sink.as_mut()
+                    && file.write_all(&frame::encode(channel::BEAT, &[])).is_err()
+                {
+                    *sink = None;
+                }
+            }
             self.reap();
             let (mut fds, owners) = self.poll_set();
             let waiting = self
                 .calls
                 .values()
                 .any(|c| matches!(c, Call::Supervised(s) if s.from_child.is_none()));
+            let wait = if waiting { REAP_EVERY } else { BEAT_EVERY };
             let timeout = Timespec {
                 tv_sec: 0,
-                tv_nsec: REAP_EVERY.as_nanos() as i64,
+                tv_nsec: wait.as_nanos() as i64,
             };
-            match poll(&mut fds, waiting.then_some(&timeout)) {
+            match poll(&mut fds, Some(&timeout)) {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(_) => std::process::exit(exit::FAILED),
             }
