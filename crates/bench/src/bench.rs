@@ -16,10 +16,10 @@ use bollard::query_parameters::{
 };
 use sandbox_exec::{ExecClient, ExecRequest, Outcome};
 use sandbox_pool::{ExtraMount, PoolConfig, SandboxPool};
-use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolResult};
+use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolResult, ToolsConfig, Transport};
 use serde_json::Value;
 
-use crate::stats::{ORDER, Series, Who};
+use crate::stats::{Series, Who, order};
 
 /// The sandbox user of the image (`just image`'s default), as the seed's `--user`.
 pub const SANDBOX_USER: &str = sandbox_pool::image::DEFAULT_USER;
@@ -60,8 +60,10 @@ pub struct Bench {
     pub pool: SandboxPool,
     /// The library below the tool layer (what `DockerExecutor` uses inside).
     pub exec: ExecClient,
-    /// The library at the tool layer, for user `u0`.
+    /// The library at the tool layer, for user `u0`, one exec per call.
     pub tools: DockerExecutor,
+    /// The same over the sandbox's channel.
+    pub channel_tools: DockerExecutor,
     pub warm: Vec<Warm>,
     pub quick: bool,
     /// Run name: pool prefix and the value of [`RUN_LABEL`].
@@ -132,12 +134,19 @@ impl Bench {
         let pool = SandboxPool::start_with_roots(docker.clone(), config, users_dir.to_owned())
             .await
             .context("starting the pool")?;
-        let tools = DockerExecutor::new(
-            Arc::new(SandboxToolsOnly),
-            pool.clone(),
-            "u0",
-            pool.user_root("u0"),
-        );
+        let over = |transport| {
+            DockerExecutor::with_config(
+                Arc::new(SandboxToolsOnly),
+                pool.clone(),
+                ToolsConfig {
+                    transport,
+                    ..ToolsConfig::default()
+                },
+                "u0",
+                pool.user_root("u0"),
+            )
+        };
+        let (tools, channel_tools) = (over(Transport::Exec), over(Transport::Channel));
         let mut warm = Vec::new();
         for i in 0..WARM_USERS {
             let user = format!("u{i}");
@@ -157,6 +166,7 @@ impl Bench {
             docker,
             pool,
             tools,
+            channel_tools,
             warm,
             quick,
             run: run.to_owned(),
@@ -177,18 +187,19 @@ impl Bench {
     }
 
     /// The library below the tool layer: lease the user's sandbox from the pool, run `req` as
-    /// the sandbox user in `/workspace`, give the lease back.
-    pub async fn library_run(&self, user: &str, req: ExecRequest) -> Result<Outcome> {
-        let lease = self.pool.acquire(user).await?;
-        let req = req
-            .with_user(lease.exec_user.clone())
-            .with_working_dir(WORKSPACE);
-        Ok(self.exec.run(&lease.container_id, req).await?)
+    /// the sandbox user in `/workspace` (over its channel for [`Who::Channel`], an exec of its
+    /// own for [`Who::Library`]), give the lease back.
+    pub async fn library_run(&self, who: Who, user: &str, req: ExecRequest) -> Result<Outcome> {
+        run_on(&self.pool, &self.exec, who, user, req).await
     }
 
-    /// The library at the tool layer, as the agent service calls it.
-    pub async fn call_tool(&self, tool: &str, args: Value) -> ToolResult {
-        self.tools
+    /// The library at the tool layer, as the agent service calls it, over `who`'s transport.
+    pub async fn call_tool(&self, who: Who, tool: &str, args: Value) -> ToolResult {
+        let tools = match who {
+            Who::Channel => &self.channel_tools,
+            _ => &self.tools,
+        };
+        tools
             .call_tool(tool, args, &CallContext::new("bench"))
             .await
     }
@@ -217,7 +228,29 @@ impl Bench {
     }
 }
 
-/// Runs `one` for every contender, round after round (library, seed, floor, library, ...),
+/// [`Bench::library_run`] with the pool and client given (for tasks of their own).
+pub async fn run_on(
+    pool: &SandboxPool,
+    exec: &ExecClient,
+    who: Who,
+    user: &str,
+    req: ExecRequest,
+) -> Result<Outcome> {
+    let lease = pool.acquire(user).await?;
+    let req = req
+        .with_user(lease.exec_user.clone())
+        .with_working_dir(WORKSPACE);
+    if who == Who::Channel {
+        let channel = lease
+            .channel(exec)
+            .await
+            .context("the sandbox's channel would not open")?;
+        return Ok(channel.run(req).await?);
+    }
+    Ok(exec.run(&lease.container_id, req).await?)
+}
+
+/// Runs `one` for every contender, round after round (in [`order`]),
 /// recording all but the warm-up rounds. Progress goes to stderr.
 pub async fn interleave(
     name: &str,
@@ -229,7 +262,7 @@ pub async fn interleave(
     let started = Instant::now();
     for round in 0..total {
         let recorded = round >= rounds.warmup;
-        for who in ORDER {
+        for who in order(round) {
             let value = one(who, recorded)
                 .await
                 .with_context(|| format!("{name}: {} in round {}", who.name(), round + 1))?;

@@ -20,7 +20,7 @@ pub async fn warm_ensure(b: &Bench) -> Result<Row> {
     let series = interleave("warm_ensure", b.rounds(20, 300, 60), async |who, _| {
         let t = Instant::now();
         match who {
-            Who::Library => drop(b.pool.acquire(&w.user).await?),
+            Who::Library | Who::Channel => drop(b.pool.acquire(&w.user).await?),
             Who::Seed => {
                 seed::run_ok(seed::inspect_running(&w.name), None).await?;
             }
@@ -66,6 +66,14 @@ pub async fn idle_memory(b: &Bench) -> Result<Row> {
                     ids.push(b.pool.ensure(&user).await?.container_id);
                     users.push(user);
                 }
+                Who::Channel => {
+                    let user = format!("idle{n}x{i}c");
+                    let lease = b.pool.acquire(&user).await?;
+                    let channel = lease.channel(&b.exec).await;
+                    channel.context("the sandbox's channel would not open")?;
+                    ids.push(lease.container_id.clone());
+                    users.push(user);
+                }
                 Who::Floor => ids.push(template.create_and_start(b, &name).await?),
                 Who::Seed => {
                     let out =
@@ -87,7 +95,7 @@ pub async fn idle_memory(b: &Bench) -> Result<Row> {
         for user in &users {
             b.pool.remove(user).await?;
         }
-        if who != Who::Library {
+        if !matches!(who, Who::Library | Who::Channel) {
             for id in &ids {
                 remove_container(b, id).await?;
             }
@@ -100,6 +108,7 @@ pub async fn idle_memory(b: &Bench) -> Result<Row> {
         .unit("MiB per idle sandbox")
         .note("MiB per idle sandbox, not ms: container (cgroup) + shim + dockerd/containerd growth + caller's bookkeeping, as PSS")
         .detail("library", "SandboxPool::ensure for new users, then idle")
+        .detail("channel", "the same, each with its channel open (its serve process idle)")
         .detail("seed", "docker run -d with the pool's flags")
         .detail("floor", "raw create + start with the pool container's Config and HostConfig"))
 }

@@ -87,20 +87,23 @@ pub fn markdown(rows: &[Row], machine: &Value, failures: &[(String, String)]) ->
         field("docker_api"),
         field("docker_cli"),
     );
-    s.push_str("| workload | n | library p50 | library p95 | seed p50 | seed p95 | floor p50 | floor p95 | seed/library | library/floor | notes |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| workload | n | channel p50 | channel p95 | library p50 | library p95 | seed p50 | seed p95 | floor p50 | floor p95 | seed/channel | seed/library | library/floor | notes |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.workload,
             r.samples,
+            num(r.channel_ms),
+            num(r.channel_p95_ms),
             num(r.library_ms),
             num(r.library_p95_ms),
             num(r.seed_ms),
             num(r.seed_p95_ms),
             num(r.floor_ms),
             num(r.floor_p95_ms),
+            ratio(r.channel_vs_seed),
             ratio(r.ratio_vs_seed),
             ratio(r.ratio_vs_floor),
             r.notes.replace('|', "\\|"),
@@ -109,11 +112,11 @@ pub fn markdown(rows: &[Row], machine: &Value, failures: &[(String, String)]) ->
     for (name, error) in failures {
         let _ = writeln!(
             s,
-            "| {name} | 0 | - | - | - | - | - | - | - | - | FAILED: {} |",
+            "| {name} | 0 | - | - | - | - | - | - | - | - | - | - | - | FAILED: {} |",
             error.replace('|', "\\|").replace('\n', " ")
         );
     }
-    s.push_str("\nGoals (issue #7):\n\n| goal | measured | met |\n|---|---|---|\n");
+    s.push_str("\nGoals (issues #7 and #10):\n\n| goal | measured | met |\n|---|---|---|\n");
     for (goal, measured, met) in goals(rows) {
         let met = match met {
             Some(true) => "yes",
@@ -202,6 +205,66 @@ fn goals(rows: &[Row]) -> Vec<(String, String, Option<bool>)> {
         &|r| r.library_ms,
         &|v| v <= 2.0,
         &|v| format!("{v:.2} ms"),
+    );
+    // Issue #10's goals: the channel.
+    check(
+        "channel warm_true: ≥ 15x faster than the seed's way",
+        "warm_true",
+        &|r| r.channel_vs_seed,
+        &|v| v >= 15.0,
+        &x,
+    );
+    check(
+        "channel read_10k: ≥ 30x faster than the seed's way",
+        "read_10k",
+        &|r| r.channel_vs_seed,
+        &|v| v >= 30.0,
+        &x,
+    );
+    check(
+        "channel write_10k: ≥ 25x faster than the seed's way",
+        "write_10k",
+        &|r| r.channel_vs_seed,
+        &|v| v >= 25.0,
+        &x,
+    );
+    check(
+        "channel first_byte: ≤ 5 ms",
+        "first_byte",
+        &|r| r.channel_ms,
+        &|v| v <= 5.0,
+        &|v| format!("{v:.1} ms"),
+    );
+    check(
+        "channel cancel: p50 ≤ 10 ms to nothing left",
+        "cancel",
+        &|r| r.channel_ms,
+        &|v| v <= 10.0,
+        &|v| format!("{v:.1} ms"),
+    );
+    check(
+        "channel concurrent_64 (over 8 users): ≥ 8x the seed's calls/s",
+        "concurrent_64",
+        &|r| match (r.channel_calls_s, r.seed_calls_s) {
+            (Some(c), Some(s)) => c / s,
+            _ => f64::NAN,
+        },
+        &|v| v >= 8.0,
+        &x,
+    );
+    check(
+        "channel cpu_per_call: ≤ 0.3 ms client CPU per call",
+        "cpu_per_call",
+        &|r| r.channel_ms,
+        &|v| v <= 0.3,
+        &|v| format!("{v:.2} ms"),
+    );
+    check(
+        "channel idle_memory: ≤ 1.15x a bare container",
+        "idle_memory",
+        &|r| r.channel_ms / r.floor_ms,
+        &|v| v <= 1.15,
+        &x,
     );
     // Issue #4's goals, measured here too.
     check(

@@ -1,12 +1,14 @@
-//! Samples of the three contenders, their medians and p95s, and one result row per workload.
+//! Samples of the four contenders, their medians and p95s, and one result row per workload.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// One of the three ways of doing the same work.
+/// One of the four ways of doing the same work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Who {
-    /// This project's crates.
+    /// This project's crates over the sandbox's channel (the default transport).
+    Channel,
+    /// This project's crates, one exec per call.
     Library,
     /// The seed's way: the `docker` CLI spawned per call.
     Seed,
@@ -14,14 +16,24 @@ pub enum Who {
     Floor,
 }
 
-/// The order of every round. Interleaving per sample spreads the machine's noise (other
-/// builds, other tests) evenly over the contenders instead of over one of them.
-pub const ORDER: [Who; 3] = [Who::Library, Who::Seed, Who::Floor];
+/// The contenders. Interleaving per sample spreads the machine's noise (other builds, other
+/// tests) evenly over them instead of over one of them; [`order`] rotates them per round.
+pub const ORDER: [Who; 4] = [Who::Channel, Who::Library, Who::Seed, Who::Floor];
+
+/// The order of round `round`: rotated, so that no contender always runs right after the same
+/// other one (the daemon is still cleaning up an exec when its client has its answer, and that
+/// work lands on whoever comes next).
+pub fn order(round: usize) -> [Who; 4] {
+    let mut o = ORDER;
+    o.rotate_left(round % ORDER.len());
+    o
+}
 
 impl Who {
     /// Lower-case name, for progress and errors.
     pub fn name(self) -> &'static str {
         match self {
+            Who::Channel => "channel",
             Who::Library => "library",
             Who::Seed => "seed",
             Who::Floor => "floor",
@@ -33,6 +45,7 @@ impl Who {
 /// otherwise).
 #[derive(Debug, Clone, Default)]
 pub struct Series {
+    pub channel: Vec<f64>,
     pub library: Vec<f64>,
     pub seed: Vec<f64>,
     pub floor: Vec<f64>,
@@ -45,6 +58,7 @@ impl Series {
 
     pub fn of(&self, who: Who) -> &[f64] {
         match who {
+            Who::Channel => &self.channel,
             Who::Library => &self.library,
             Who::Seed => &self.seed,
             Who::Floor => &self.floor,
@@ -53,6 +67,7 @@ impl Series {
 
     fn of_mut(&mut self, who: Who) -> &mut Vec<f64> {
         match who {
+            Who::Channel => &mut self.channel,
             Who::Library => &mut self.library,
             Who::Seed => &mut self.seed,
             Who::Floor => &mut self.floor,
@@ -97,18 +112,24 @@ pub struct Row {
     pub workload: String,
     /// What the `*_ms` numbers measure.
     pub unit: String,
+    pub channel_ms: f64,
     pub library_ms: f64,
     pub seed_ms: f64,
     pub floor_ms: f64,
+    pub channel_p95_ms: f64,
     pub library_p95_ms: f64,
     pub seed_p95_ms: f64,
     pub floor_p95_ms: f64,
+    /// seed_ms / channel_ms: how many times faster than the seed's way over the channel.
+    pub channel_vs_seed: f64,
     /// seed_ms / library_ms: how many times faster than the seed's way (higher is better).
     pub ratio_vs_seed: f64,
     /// library_ms / floor_ms: how far above the raw API (1.0 is the floor; lower is better).
     pub ratio_vs_floor: f64,
     /// Recorded samples per contender (warm-up rounds excluded).
     pub samples: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_mb_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library_mb_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +138,8 @@ pub struct Row {
     pub floor_mb_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library_peak_rss_mib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_calls_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library_calls_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,7 +158,8 @@ impl Row {
     pub fn new(workload: &str, series: &Series) -> Self {
         let m = |who| round3(median(series.of(who)));
         let p = |who| round3(p95(series.of(who)));
-        let (lib, seed, floor) = (
+        let (chan, lib, seed, floor) = (
+            median(&series.channel),
             median(&series.library),
             median(&series.seed),
             median(&series.floor),
@@ -143,23 +167,29 @@ impl Row {
         Self {
             workload: workload.to_owned(),
             unit: "ms".to_owned(),
+            channel_ms: m(Who::Channel),
             library_ms: m(Who::Library),
             seed_ms: m(Who::Seed),
             floor_ms: m(Who::Floor),
+            channel_p95_ms: p(Who::Channel),
             library_p95_ms: p(Who::Library),
             seed_p95_ms: p(Who::Seed),
             floor_p95_ms: p(Who::Floor),
+            channel_vs_seed: round3(seed / chan),
             ratio_vs_seed: round3(seed / lib),
             ratio_vs_floor: round3(lib / floor),
             samples: series
                 .library
                 .len()
+                .min(series.channel.len())
                 .min(series.seed.len())
                 .min(series.floor.len()),
+            channel_mb_s: None,
             library_mb_s: None,
             seed_mb_s: None,
             floor_mb_s: None,
             library_peak_rss_mib: None,
+            channel_calls_s: None,
             library_calls_s: None,
             seed_calls_s: None,
             floor_calls_s: None,
@@ -216,8 +246,19 @@ mod tests {
     }
 
     #[test]
+    fn every_contender_follows_every_other_in_turn() {
+        assert_eq!(order(0), ORDER);
+        assert_eq!(
+            order(1),
+            [Who::Library, Who::Seed, Who::Floor, Who::Channel]
+        );
+        assert_eq!(order(4), ORDER);
+    }
+
+    #[test]
     fn ratios_read_as_the_issue_defines_them() {
         let s = Series {
+            channel: vec![4.0, 4.0],
             library: vec![50.0, 50.0],
             seed: vec![80.0, 80.0],
             floor: vec![40.0, 40.0],
@@ -225,6 +266,7 @@ mod tests {
         let row = Row::new("w", &s);
         assert_eq!(row.ratio_vs_seed, 1.6);
         assert_eq!(row.ratio_vs_floor, 1.25);
+        assert_eq!(row.channel_vs_seed, 20.0);
         assert_eq!(row.samples, 2);
     }
 }

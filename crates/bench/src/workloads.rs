@@ -1,4 +1,4 @@
-//! The workloads of issue #7, one function each. Every one runs its three contenders
+//! The workloads of issues #7 and #10, one function each. Every one runs its four contenders
 //! interleaved on the same warm sandbox(es) and returns one [`Row`].
 
 use std::sync::{Arc, OnceLock};
@@ -13,8 +13,8 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{Bench, WARM_USERS, WORKSPACE, interleave, labels, ms_since, progress};
-use crate::stats::{ORDER, Row, Series, Who, median, round3};
+use crate::bench::{Bench, WARM_USERS, WORKSPACE, interleave, labels, ms_since, progress, run_on};
+use crate::stats::{ORDER, Row, Series, Who, median, order, round3};
 use crate::{cpu, floor, rss, seed};
 
 /// Every workload, in the order they run. `cancel` goes last: if it fails half-way it may
@@ -55,13 +55,10 @@ pub async fn run(b: &Bench, name: &str) -> Result<Row> {
     }
 }
 
-/// `true` through the library below the tool layer, ending with exit 0.
-async fn library_true(pool: &SandboxPool, exec: &ExecClient, user: &str) -> Result<()> {
-    let lease = pool.acquire(user).await?;
-    let req = ExecRequest::new(["true"])
-        .with_user(lease.exec_user.clone())
-        .with_working_dir(WORKSPACE);
-    let out = exec.run(&lease.container_id, req).await?;
+/// `true` through the library below the tool layer (over `who`'s transport), ending with exit
+/// 0.
+async fn library_true(pool: &SandboxPool, exec: &ExecClient, who: Who, user: &str) -> Result<()> {
+    let out = run_on(pool, exec, who, user, ExecRequest::new(["true"])).await?;
     ensure!(
         out.exit_code() == 0,
         "library `true` ended {:?}",
@@ -76,7 +73,7 @@ async fn warm_true(b: &Bench) -> Result<Row> {
     let series = interleave("warm_true", b.rounds(2, 40, 8), async |who, _| {
         let t = Instant::now();
         match who {
-            Who::Library => library_true(&b.pool, &b.exec, &w.user).await?,
+            Who::Library | Who::Channel => library_true(&b.pool, &b.exec, who, &w.user).await?,
             Who::Seed => {
                 seed::run_ok(seed::shell(&w.name, &[], "true"), None).await?;
             }
@@ -91,6 +88,10 @@ async fn warm_true(b: &Bench) -> Result<Row> {
         .detail(
             "library",
             "SandboxPool::acquire + ExecClient::run([\"true\"])",
+        )
+        .detail(
+            "channel",
+            "SandboxPool::acquire + Lease::channel + Channel::run([\"true\"])",
         )
         .detail(
             "seed",
@@ -114,8 +115,10 @@ async fn shell_echo_env(b: &Bench) -> Result<Row> {
         async |who, recorded| {
             let t = Instant::now();
             match who {
-                Who::Library => {
-                    let r = b.call_tool("shell", json!({"command": "echo hi"})).await;
+                Who::Library | Who::Channel => {
+                    let r = b
+                        .call_tool(who, "shell", json!({"command": "echo hi"}))
+                        .await;
                     let ms = ms_since(t);
                     ensure!(
                         r.exit_code == 0 && r.content.contains("hi"),
@@ -207,8 +210,8 @@ async fn read_10k(b: &Bench) -> Result<Row> {
     let series = interleave("read_10k", b.rounds(2, 40, 8), async |who, _| {
         let t = Instant::now();
         match who {
-            Who::Library => {
-                let r = b.call_tool("read", args.clone()).await;
+            Who::Library | Who::Channel => {
+                let r = b.call_tool(who, "read", args.clone()).await;
                 let ms = ms_since(t);
                 ensure!(r.exit_code == 0, "library read: {r:?}");
                 library_text.get_or_insert(r.content);
@@ -259,9 +262,9 @@ async fn write_10k(b: &Bench) -> Result<Row> {
     let series = interleave("write_10k", b.rounds(2, 40, 8), async |who, _| {
         let t = Instant::now();
         match who {
-            Who::Library => {
-                let args = json!({"path": file(Who::Library), "content": text});
-                let r = b.call_tool("write", args).await;
+            Who::Library | Who::Channel => {
+                let args = json!({"path": file(who), "content": text});
+                let r = b.call_tool(who, "write", args).await;
                 let ms = ms_since(t);
                 ensure!(r.exit_code == 0, "library write: {r:?}");
                 Ok(ms)
@@ -316,10 +319,10 @@ async fn cpu_per_call(b: &Bench) -> Result<Row> {
         "cpu_per_call",
         b.rounds(1, 10, 4),
         async |who, recorded| match who {
-            Who::Library => {
+            Who::Library | Who::Channel => {
                 let c0 = cpu::own();
                 for _ in 0..calls {
-                    library_true(&b.pool, &b.exec, &w.user).await?;
+                    library_true(&b.pool, &b.exec, who, &w.user).await?;
                 }
                 Ok(per_call(cpu::own() - c0))
             }
@@ -372,7 +375,7 @@ async fn first_byte(b: &Bench) -> Result<Row> {
     let series = interleave("first_byte", b.rounds(1, 20, 4), async |who, recorded| {
         let t = Instant::now();
         match who {
-            Who::Library => {
+            Who::Library | Who::Channel => {
                 let first = Arc::new(OnceLock::new());
                 let seen = Arc::clone(&first);
                 let sink = move |chunk: OutputChunk| {
@@ -382,8 +385,8 @@ async fn first_byte(b: &Bench) -> Result<Row> {
                 };
                 let req =
                     ExecRequest::new(["bash", "-c", FIRST_BYTE_CMD]).with_sink(Arc::new(sink));
-                let out = b.library_run(&w.user, req).await?;
-                if recorded {
+                let out = b.library_run(who, &w.user, req).await?;
+                if recorded && who == Who::Channel {
                     library_total.push(ms_since(t));
                 }
                 ensure!(
@@ -449,9 +452,9 @@ async fn output_200mb(b: &Bench) -> Result<Row> {
     let series = interleave("output_200mb", b.rounds(1, 10, 3), async |who, recorded| {
         let t = Instant::now();
         match who {
-            Who::Library => {
+            Who::Library | Who::Channel => {
                 // Default caps: the outcome keeps 512 KiB of head and 512 KiB of tail.
-                let out = b.library_run(&w.user, ExecRequest::new(argv)).await?;
+                let out = b.library_run(who, &w.user, ExecRequest::new(argv)).await?;
                 let ms = ms_since(t);
                 ensure!(
                     out.exit_code() == 0 && out.stdout.total() == OUTPUT_BYTES,
@@ -512,7 +515,8 @@ async fn output_200mb(b: &Bench) -> Result<Row> {
     let mb_s = |who| round3(median(rate.of(who)));
     let seed_buffer_mib = round3(OUTPUT_BYTES as f64 / 1024.0 / 1024.0);
     let mut row = Row::new("output_200mb", &series).note(format!(
-            "MB/s library {:.0} / seed {:.0} / floor {:.0}; library peak RSS {:.1} MiB ({:.1} before the call); the seed's way buffers all {seed_buffer_mib:.0} MiB",
+            "MB/s channel {:.0} / library {:.0} / seed {:.0} / floor {:.0}; library peak RSS {:.1} MiB ({:.1} before the call); the seed's way buffers all {seed_buffer_mib:.0} MiB",
+            mb_s(Who::Channel),
             mb_s(Who::Library),
             mb_s(Who::Seed),
             mb_s(Who::Floor),
@@ -539,6 +543,7 @@ async fn output_200mb(b: &Bench) -> Result<Row> {
         .detail("library", "ExecClient::run(head -c 200000000 /dev/zero), default caps; RSS = VmHWM of a fresh process making only this call")
         .detail("seed", "docker exec ... setsid bash -c 'head -c ...' with all output read into memory (communicate)")
         .detail("floor", "raw attached stream drained without keeping bytes");
+    row.channel_mb_s = Some(mb_s(Who::Channel));
     row.library_mb_s = Some(mb_s(Who::Library));
     row.seed_mb_s = Some(mb_s(Who::Seed));
     row.floor_mb_s = Some(mb_s(Who::Floor));
@@ -554,11 +559,11 @@ async fn batch(b: &Bench, who: Who, n: usize) -> Result<(f64, Vec<f64>)> {
     for i in 0..n {
         let w = b.warm[i % WARM_USERS].clone();
         match who {
-            Who::Library => {
+            Who::Library | Who::Channel => {
                 let (pool, exec) = (b.pool.clone(), b.exec.clone());
                 set.spawn(async move {
                     let t = Instant::now();
-                    library_true(&pool, &exec, &w.user).await?;
+                    library_true(&pool, &exec, who, &w.user).await?;
                     Ok(ms_since(t))
                 });
             }
@@ -594,7 +599,7 @@ async fn concurrent(b: &Bench, n: usize) -> Result<Row> {
     let total = rounds.warmup + rounds.samples;
     let started = Instant::now();
     for round in 0..total {
-        for who in ORDER {
+        for who in order(round) {
             let (wall, calls) = batch(b, who, n)
                 .await
                 .with_context(|| format!("{name}: {} in round {}", who.name(), round + 1))?;
@@ -610,7 +615,8 @@ async fn concurrent(b: &Bench, n: usize) -> Result<Row> {
     let calls_s = |who| round3(median(rate.of(who)));
     let mut row = Row::new(&name, &latency)
         .note(format!(
-            "per-call latency; calls/s library {:.1} / seed {:.1} / floor {:.1}",
+            "per-call latency; calls/s channel {:.1} / library {:.1} / seed {:.1} / floor {:.1}",
+            calls_s(Who::Channel),
             calls_s(Who::Library),
             calls_s(Who::Seed),
             calls_s(Who::Floor)
@@ -628,6 +634,7 @@ async fn concurrent(b: &Bench, n: usize) -> Result<Row> {
         )
         .detail("floor", "n tasks of raw create + start + inspect `true`");
     // `samples` counts calls here; the batches are in `details`.
+    row.channel_calls_s = Some(calls_s(Who::Channel));
     row.library_calls_s = Some(calls_s(Who::Library));
     row.seed_calls_s = Some(calls_s(Who::Seed));
     row.floor_calls_s = Some(calls_s(Who::Floor));
@@ -792,6 +799,15 @@ async fn cold_ensure(b: &Bench) -> Result<Row> {
                 b.pool.remove(&user).await?;
                 Ok(ms)
             }
+            Who::Channel => {
+                let user = format!("cold{n}");
+                let t = Instant::now();
+                b.pool.ensure(&user).await?;
+                library_true(&b.pool, &b.exec, who, &user).await?;
+                let ms = ms_since(t);
+                b.pool.remove(&user).await?;
+                Ok(ms)
+            }
             Who::Floor => {
                 let name = format!("{}-floor-cold{n}", b.run);
                 let t = Instant::now();
@@ -823,6 +839,10 @@ async fn cold_ensure(b: &Bench) -> Result<Row> {
         .detail(
             "library",
             "SandboxPool::ensure(new user) + first ExecClient::run([true])",
+        )
+        .detail(
+            "channel",
+            "SandboxPool::ensure(new user) + open its channel + first Channel::run([true])",
         )
         .detail(
             "seed",
@@ -881,14 +901,15 @@ async fn cancel(b: &Bench) -> Result<Row> {
     let w = b.main();
     cancel_cleanup(b, &w.id).await?;
     let (mut lib_report_ok, mut lib_top_ok, mut floor_top_ok) = (0, 0, 0);
+    let (mut chan_report_ok, mut chan_top_ok) = (0, 0);
     let (mut seed_still, mut seed_looked) = (0, 0);
     let mut kill_ms = Vec::new();
     let series = interleave("cancel", b.rounds(1, 20, 4), async |who, recorded| {
         let ms = match who {
-            Who::Library => {
+            Who::Library | Who::Channel => {
                 let token = CancellationToken::new();
                 let req = ExecRequest::new(["bash", "-c", CANCEL_CMD]).with_cancel(token.clone());
-                let call = b.library_run(&w.user, req);
+                let call = b.library_run(who, &w.user, req);
                 tokio::pin!(call);
                 tokio::select! {
                     ended = &mut call => bail!("the call ended before the cancel: {:?}", ended.map(|o| o.termination)),
@@ -905,10 +926,14 @@ async fn cancel(b: &Bench) -> Result<Row> {
                 );
                 let kill = out.kill.context("a cancelled call without a kill summary")?;
                 let left = b.processes(&w.id, cancel_leftover).await?;
-                if recorded {
+                if recorded && who == Who::Library {
                     lib_report_ok += usize::from(kill.nothing_left());
                     lib_top_ok += usize::from(left.is_empty());
                     kill_ms.push(kill.elapsed.as_secs_f64() * 1000.0);
+                }
+                if recorded && who == Who::Channel {
+                    chan_report_ok += usize::from(kill.nothing_left());
+                    chan_top_ok += usize::from(left.is_empty());
                 }
                 ms
             }
@@ -975,8 +1000,10 @@ async fn cancel(b: &Bench) -> Result<Row> {
     let still = if seed_still > 0 { "yes" } else { "no" };
     Ok(Row::new("cancel", &series)
         .note(format!(
-            "library nothing left {lib_report_ok}/{n} (kill report), {lib_top_ok}/{n} (docker top); seed time is until its CLI is gone, and its command was still running 5 s later: {still} ({seed_still}/{seed_looked}); floor nothing left {floor_top_ok}/{n}"
+            "channel nothing left {chan_report_ok}/{n} (kill report), {chan_top_ok}/{n} (docker top); library {lib_report_ok}/{n}, {lib_top_ok}/{n}; seed time is until its CLI is gone, and its command was still running 5 s later: {still} ({seed_still}/{seed_looked}); floor nothing left {floor_top_ok}/{n}"
         ))
+        .detail("channel_nothing_left_by_report", chan_report_ok)
+        .detail("channel_nothing_left_by_top", chan_top_ok)
         .detail("library_nothing_left_by_report", lib_report_ok)
         .detail("library_nothing_left_by_top", lib_top_ok)
         .detail("library_kill_ms", round3(median(&kill_ms)))
