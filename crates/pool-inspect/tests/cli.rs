@@ -665,6 +665,7 @@ fn show_reads_a_channel_from_the_process_list() {
         text.contains("none open"),
         "the call's own channel went with it: {text}"
     );
+    assert!(text.contains("channel (tools.transport;"), "{text}");
     // A service's channel, opened from this process: the 3rd of its sandbox, 4 calls in.
     let container = format!("{}-{USER}", pool.name);
     let rt = runtime();
@@ -690,6 +691,7 @@ fn show_reads_a_channel_from_the_process_list() {
     assert_eq!(channels[0]["id"], "svc-2");
     assert_eq!(channels[0]["reopened"], 2);
     assert_eq!(channels[0]["calls_served"], 4);
+    assert_eq!(shown["transport"], "channel");
     let (_, text, _) = pool.run(&["show", USER]);
     assert!(
         text.contains("svc-2 (pid ") && text.contains("4 calls served, reopened 2 times"),

@@ -10,6 +10,7 @@ use sandbox_pool::bollard::models::{ContainerInspectResponse, HostConfig};
 use sandbox_pool::bollard::query_parameters::TopOptionsBuilder;
 use sandbox_pool::labels::is_ours;
 use sandbox_pool::{Usage, usage, validate_user};
+use sandbox_tools::Transport;
 use serde::Serialize;
 
 use crate::config::FileConfig;
@@ -47,6 +48,8 @@ struct Shown {
     limits: Limits,
     mounts: Vec<Mount>,
     usage: Usage,
+    /// How this configuration's calls reach the sandbox (`tools.transport`).
+    transport: Transport,
     /// The sandbox's channels (normally one: the service's; one per pool process using it).
     channels: Vec<ChannelShown>,
     /// One object per process, keyed by the lower-cased `ps` column titles.
@@ -155,7 +158,8 @@ pub async fn show(docker: &Docker, config: &FileConfig, user: &str, json: bool) 
         Ok(judge) => Some(judge.is_current(user, labels)),
         Err(_) => None,
     };
-    let shown = read_back(docker, user, name, info, current).await?;
+    let mut shown = read_back(docker, user, name, info, current).await?;
+    shown.transport = config.tools.transport;
     if json {
         println!("{}", serde_json::to_string_pretty(&shown)?);
     } else {
@@ -227,6 +231,7 @@ async fn read_back(
             })
             .collect(),
         usage: used,
+        transport: Transport::default(),
         channels: processes.iter().filter_map(ChannelShown::of).collect(),
         processes,
         titles,
@@ -298,11 +303,16 @@ fn print(s: &Shown) -> Result<()> {
             or_dash(s.usage.pids)
         ),
     );
+    fact(
+        "transport",
+        match s.transport {
+            Transport::Channel => "channel (tools.transport; an exec per call while none is open)",
+            Transport::Exec => "exec (tools.transport; one docker exec per call)",
+        }
+        .to_owned(),
+    );
     if s.channels.is_empty() {
-        fact(
-            "channel",
-            "none open (calls go through an exec each until one is)".to_owned(),
-        );
+        fact("channel", "none open".to_owned());
     }
     for c in &s.channels {
         fact(
