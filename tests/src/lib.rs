@@ -523,8 +523,18 @@ impl TestTools {
         }
     }
 
-    /// The same tools with calls over `transport`.
-    pub fn on(mut self, transport: Transport) -> Self {
+    /// The same tools with calls over `transport`; on the channel, with the channel open (a
+    /// first call would otherwise go through an exec while it opens).
+    pub async fn on(self, transport: Transport) -> Self {
+        let this = self.on_cold(transport);
+        if transport == Transport::Channel {
+            this.channel_opens().await;
+        }
+        this
+    }
+
+    /// As [`TestTools::on`] without making the sandbox (for a test that checks none is made).
+    pub fn on_cold(mut self, transport: Transport) -> Self {
         self.config.transport = transport;
         self.tools = sandbox_tools::DockerExecutor::with_config(
             std::sync::Arc::new(self.host.clone()),
@@ -534,6 +544,12 @@ impl TestTools {
             self.root.clone(),
         );
         self
+    }
+
+    /// Waits for the sandbox's channel to be open, and fails the test if it does not open.
+    pub async fn channel_opens(&self) {
+        let open = self.tools.warm_up().await.expect("the sandbox");
+        assert!(open, "the sandbox's channel opens");
     }
 
     /// Calls `tool` with `args` and a fresh context.

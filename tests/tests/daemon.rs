@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{FakeHost, SecondDaemon, chown_to_sandbox, image, pool_config};
+use e2e_tests::{FakeHost, SecondDaemon, Transport, chown_to_sandbox, image, pool_config};
 use sandbox_pool::SandboxPool;
 use sandbox_tools::{CallContext, DockerExecutor, Executor};
 use serde_json::json;
@@ -33,12 +33,19 @@ fn root(pool: &SandboxPool, user: &str) -> std::path::PathBuf {
     root
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn calls_survive_the_daemon_going_away_and_coming_back() {
+e2e_tests::on_both_transports! {
+/// On the channel, the call in flight dies with the channel's exec and the next call after the
+/// restart opens a new channel in the new sandbox.
+async fn calls_survive_the_daemon_going_away_and_coming_back(transport) {
     let (mut daemon, pool, _users) = pool_on_a_second_daemon("daemon_restart").await;
-    let tools = DockerExecutor::new(
+    let config = sandbox_tools::ToolsConfig {
+        transport,
+        ..Default::default()
+    };
+    let tools = DockerExecutor::with_config(
         Arc::new(FakeHost::all()),
         pool.clone(),
+        config,
         "u",
         root(&pool, "u"),
     );
@@ -47,6 +54,9 @@ async fn calls_survive_the_daemon_going_away_and_coming_back() {
         .call_tool("shell", json!({"command": "echo up"}), &ctx)
         .await;
     assert_eq!(r.content, "[stdout]\nup\n[exit 0]");
+    if transport == Transport::Channel {
+        assert!(tools.warm_up().await.expect("sandbox"), "the channel opens");
+    }
 
     // A call in flight when the daemon dies ends at once, saying so.
     let started = Instant::now();
@@ -85,13 +95,22 @@ async fn calls_survive_the_daemon_going_away_and_coming_back() {
         .await;
     assert_eq!(r.content, "[stdout]\nback\n[exit 0]", "{r:?}");
     assert!(r.meta.recreated.is_some(), "{r:?}");
+    if transport == Transport::Channel {
+        assert!(tools.warm_up().await.expect("sandbox"), "the channel opens");
+        let info = pool.snapshot().into_iter().find(|s| s.user == "u");
+        let channel = info.and_then(|s| s.channel).expect("a channel in the new sandbox");
+        assert!(channel.open, "{channel:?}");
+    }
     pool.shutdown(sandbox_pool::ShutdownPolicy::Remove)
         .await
         .expect("shutdown");
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel() {
+e2e_tests::on_both_transports! {
+/// On the channel, the warm call's request is written into a channel whose daemon no longer
+/// copies it: the deadline holds there too.
+async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel(transport) {
     let (daemon, pool, _users) = pool_on_a_second_daemon("daemon_frozen").await;
     let root = |user: &str| root(&pool, user);
     // File tools get 2 s, and writes a quota to check.
@@ -101,6 +120,7 @@ async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel() {
             disk_bytes_per_user: Some(sandbox_pool::bytesize::ByteSize::gib(1)),
             ..Default::default()
         },
+        transport,
         ..Default::default()
     };
     let tools = DockerExecutor::with_config(
@@ -115,6 +135,9 @@ async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel() {
         .call_tool("shell", json!({"command": "echo up"}), &ctx)
         .await;
     assert_eq!(r.content, "[stdout]\nup\n[exit 0]");
+    if transport == Transport::Channel {
+        assert!(tools.warm_up().await.expect("sandbox"), "the channel opens");
+    }
 
     daemon.freeze();
     // A warm sandbox: the exec's creation hangs. A new user: the sandbox's inspection hangs. A
@@ -177,4 +200,5 @@ async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel() {
     pool.shutdown(sandbox_pool::ShutdownPolicy::Remove)
         .await
         .expect("shutdown");
+}
 }

@@ -40,7 +40,7 @@ fn memory_kib() -> u64 {
 
 e2e_tests::on_both_transports! {
     async fn a_container_removed_mid_call_ends_the_call_as_lost_and_the_next_call_recovers(transport) {
-        let t = TestTools::start("hostile_removed").await.on(transport);
+        let t = TestTools::start("hostile_removed").await.on(transport).await;
         assert_next_call_works(&t).await;
         let sb = t.pool.ensure("u").await.expect("ensure");
         let call = t.call("shell", json!({"command": "echo started; sleep 60"}));
@@ -67,7 +67,7 @@ e2e_tests::on_both_transports! {
             memory: sandbox_pool::bytesize::ByteSize::mib(64),
             ..pool_config("hostile_oom")
         };
-        let t = TestTools::start_on_pool(config).await.on(transport);
+        let t = TestTools::start_on_pool(config).await.on(transport).await;
         assert_next_call_works(&t).await;
         let id = t.pool.ensure("u").await.expect("ensure").container_id;
         // The fault, injected as the keeper (the init's user, out of the sandbox user's reach):
@@ -93,7 +93,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn commands_cannot_stop_their_own_sandbox(transport) {
-        let t = TestTools::start("hostile_kill_all").await.on(transport);
+        let t = TestTools::start("hostile_kill_all").await.on(transport).await;
         let r = t
             .call("shell", json!({"command": "kill -9 -1; echo survived"}))
             .await;
@@ -124,7 +124,7 @@ e2e_tests::on_both_transports! {
             memory: sandbox_pool::bytesize::ByteSize::mib(64),
             ..pool_config("hostile_hog")
         };
-        let t = TestTools::start_on_pool(config).await.on(transport);
+        let t = TestTools::start_on_pool(config).await.on(transport).await;
         let r = t
             .call(
                 "run_python",
@@ -150,7 +150,7 @@ e2e_tests::on_both_transports! {
             pids_limit: 64,
             ..pool_config("hostile_forkbomb")
         };
-        let t = TestTools::start_on_pool(config).await.on(transport);
+        let t = TestTools::start_on_pool(config).await.on(transport).await;
         assert_next_call_works(&t).await;
         let id = t.pool.ensure("u").await.expect("ensure").container_id;
         // A bomb inside the call: it fills the pids limit, the call ends at its deadline, and the
@@ -206,7 +206,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn output_floods_end_at_the_deadline_with_memory_bounded(transport) {
-        let t = TestTools::start("hostile_flood").await.on(transport);
+        let t = TestTools::start("hostile_flood").await.on(transport).await;
         assert_next_call_works(&t).await;
         let before = memory_kib();
         for cmd in ["yes", "cat /dev/zero", "yes >&2"] {
@@ -232,7 +232,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn processes_that_ignore_term_close_their_output_or_recurse_are_all_killed(transport) {
-        let t = TestTools::start("hostile_workloads").await.on(transport);
+        let t = TestTools::start("hostile_workloads").await.on(transport).await;
         let cases = [
             (
                 "ignores TERM",
@@ -265,7 +265,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_process_that_closes_its_output_and_stays_behind_does_not_hold_the_call(transport) {
-        let t = TestTools::start("hostile_closed_background").await.on(transport);
+        let t = TestTools::start("hostile_closed_background").await.on(transport).await;
         let started = Instant::now();
         let r = t
             .call(
@@ -285,7 +285,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn malformed_arguments_get_bad_argument_answers_for_every_tool(transport) {
-        let t = TestTools::start("hostile_args").await.on(transport);
+        let t = TestTools::start("hostile_args").await.on(transport).await;
         let cases: Vec<(&str, Value)> = vec![
             ("shell", json!("echo hi")),
             ("shell", json!({"command": ["echo"]})),
@@ -326,7 +326,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_ten_megabyte_program_runs(transport) {
-        let t = TestTools::start("hostile_big_program").await.on(transport);
+        let t = TestTools::start("hostile_big_program").await.on(transport).await;
         let code = format!(
             "data = '{}'\nprint(len(data))\n",
             "x".repeat(10 * 1024 * 1024)
@@ -347,7 +347,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn nul_bytes_and_invalid_utf8_in_output_are_shown_not_fatal(transport) {
-        let t = TestTools::start("hostile_bytes").await.on(transport);
+        let t = TestTools::start("hostile_bytes").await.on(transport).await;
         let r = t
             .call(
                 "shell",
@@ -368,7 +368,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn dotdot_absolute_host_paths_and_outward_symlinks_stay_in_the_container(transport) {
-        let t = TestTools::start("hostile_paths").await.on(transport);
+        let t = TestTools::start("hostile_paths").await.on(transport).await;
         // A host secret right next to the user root.
         let secret_dir = tempfile::tempdir().expect("host dir");
         let secret = secret_dir.path().join("secret.txt");
@@ -407,7 +407,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_fifo_given_to_read_ends_at_once_instead_of_hanging(transport) {
-        let t = TestTools::start("hostile_fifo").await.on(transport);
+        let t = TestTools::start("hostile_fifo").await.on(transport).await;
         let r = t.call("shell", json!({"command": "mkfifo pipe"})).await;
         assert_eq!(r.exit_code, 0);
         let started = Instant::now();
@@ -433,7 +433,7 @@ async fn sh(t: &TestTools, cmd: &str) -> ToolResult {
 
 e2e_tests::on_both_transports! {
     async fn inside_the_sandbox_there_is_no_way_out(transport) {
-        let t = TestTools::start("hostile_escape").await.on(transport);
+        let t = TestTools::start("hostile_escape").await.on(transport).await;
         let checks: &[(&str, &str, &str)] = &[
             ("not root, no login account", "id -u", "61000"),
             (
@@ -511,7 +511,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn ptrace_cannot_reach_another_users_process(transport) {
-        let t = TestTools::start("hostile_ptrace").await.on(transport);
+        let t = TestTools::start("hostile_ptrace").await.on(transport).await;
         let sb = t.pool.ensure("u").await.expect("ensure");
         // A root-owned process in the sandbox (run by the test as root, without capabilities).
         let exec = sandbox_exec::ExecClient::new(t.pool.docker().clone());
@@ -537,7 +537,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn an_executor_per_user_shares_one_pool(transport) {
-        let t = TestTools::start("hostile_shared").await.on(transport);
+        let t = TestTools::start("hostile_shared").await.on(transport).await;
         let other: DockerExecutor = t.tools.for_user("v", t.pool.user_root("v"));
         let r = sandbox_tools::Executor::call_tool(
             &other,
@@ -641,7 +641,7 @@ async fn streams_opened_by_attacker(t: &TestTools) -> String {
 
 e2e_tests::on_both_transports! {
     async fn a_leftover_cannot_inject_into_steal_or_hold_open_a_later_calls_streams(transport) {
-        let t = TestTools::start("hostile_inject").await.on(transport);
+        let t = TestTools::start("hostile_inject").await.on(transport).await;
         let text = "line one\n第二行\n".repeat(50);
         let r = t
             .call("write", json!({"path": "notes.txt", "content": text}))
@@ -676,7 +676,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_flood_into_the_kill_exec_does_not_reach_the_service(transport) {
-        let t = TestTools::start("hostile_kill_flood").await.on(transport);
+        let t = TestTools::start("hostile_kill_flood").await.on(transport).await;
         leave_attacker(&t, &"F".repeat(64 * 1024), true).await;
         let before = memory_kib();
         // The call stops its own supervisor, so the in-band kill cannot run and the kill goes
@@ -770,7 +770,7 @@ echo ran >> runs.txt
 
 e2e_tests::on_both_transports! {
     async fn a_forged_end_of_call_is_the_commands_own_output(transport) {
-        let t = TestTools::start("hostile_forged_end").await.on(transport);
+        let t = TestTools::start("hostile_forged_end").await.on(transport).await;
         let first = t.pool.ensure("u").await.expect("ensure").container_id;
         let r = sh(&t, &format!("{FORGERY}\nexit 3")).await;
         assert_eq!(r.exit_code, 3, "{r:?}");
@@ -806,7 +806,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_command_of_control_characters_too_long_for_argv_as_json_runs(transport) {
-        let t = TestTools::start("hostile_control_chars").await.on(transport);
+        let t = TestTools::start("hostile_control_chars").await.on(transport).await;
         // 30 KB of control characters: about 180 KB once escaped as JSON, more than one argument
         // may hold (128 KiB).
         let noise: String = (0..30_000).map(|i| char::from(1 + (i % 8) as u8)).collect();
@@ -845,7 +845,7 @@ e2e_tests::on_both_transports! {
             },
             ..Default::default()
         };
-        let t = TestTools::start_with("hostile_quota_walk", FakeHost::all(), config).await.on(transport);
+        let t = TestTools::start_with("hostile_quota_walk", FakeHost::all(), config).await.on(transport).await;
         // The sandbox points links at everything it can name, and owns 100 KiB.
         let r = sh(
             &t,
@@ -909,7 +909,7 @@ e2e_tests::on_both_transports! {
             reap_interval: Duration::from_millis(100),
             ..service.clone()
         };
-        let b = TestTools::start_on_pool(service).await.on(transport);
+        let b = TestTools::start_on_pool(service).await.on(transport).await;
         assert_next_call_works(&b).await;
         let id = b.pool.ensure("u").await.expect("ensure").container_id;
         let call = b.call("shell", json!({"command": "sleep 20; echo done"}));
@@ -962,7 +962,7 @@ e2e_tests::on_both_transports! {
             output_head: sandbox_pool::bytesize::ByteSize::kib(4),
             ..ToolsConfig::default()
         };
-        let t = TestTools::start_with("hostile_told", FakeHost::all(), config).await.on(transport);
+        let t = TestTools::start_with("hostile_told", FakeHost::all(), config).await.on(transport).await;
         let schemas = sandbox_tools::Executor::schemas(&t.tools);
         let shell = schemas
             .iter()
@@ -1040,7 +1040,8 @@ const AT_SERVE: &str = "-f '^/sandbox/bin/sandbox-runner serve '";
 async fn on_the_channel(name: &str) -> TestTools {
     let t = TestTools::start(name)
         .await
-        .on(e2e_tests::Transport::Channel);
+        .on(e2e_tests::Transport::Channel)
+        .await;
     assert_next_call_works(&t).await;
     t
 }
@@ -1057,6 +1058,33 @@ async fn lines(t: &TestTools, file: &str) -> String {
 }
 
 const LOST: &str = "[Error executing shell via docker] sandbox lost: the sandbox's channel closed while the call ran";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_call_runs_through_an_exec_while_the_channel_opens_behind_it() {
+    let t = TestTools::start("channel_background")
+        .await
+        .on_cold(e2e_tests::Transport::Channel);
+    assert_next_call_works(&t).await;
+    // Nobody calls now: the open the first call started completes on its own.
+    let waited = Instant::now();
+    while !channel_of(&t).open {
+        assert!(waited.elapsed() < Duration::from_secs(10), "never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        channel_of(&t).calls_served,
+        0,
+        "the first call went by exec"
+    );
+    assert_next_call_works(&t).await;
+    let channel = channel_of(&t);
+    assert_eq!(
+        (channel.calls_served, channel.reopened),
+        (1, 0),
+        "{channel:?}"
+    );
+    assert!(leftovers(&t).await.is_empty());
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_serve_process_killed_mid_call_loses_that_call_only_and_the_channel_reopens() {
@@ -1077,6 +1105,7 @@ async fn a_serve_process_killed_mid_call_loses_that_call_only_and_the_channel_re
         "[stdout]\n1\n[exit 0]",
         "ran once"
     );
+    t.channel_opens().await;
     let channel = channel_of(&t);
     assert!(channel.open && channel.reopened == 1, "{channel:?}");
 }
@@ -1150,7 +1179,8 @@ async fn a_serve_process_stopped_between_calls_delays_the_next_call_only() {
         "ran once"
     );
     assert!(leftovers(&t).await.is_empty());
-    assert!(channel_of(&t).open, "reopened");
+    t.channel_opens().await;
+    assert_eq!(channel_of(&t).reopened, 1, "reopened");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1198,6 +1228,7 @@ async fn a_second_pool_adopting_the_sandbox_opens_its_own_channel() {
         "u",
         t.root.clone(),
     );
+    assert!(theirs.warm_up().await.expect("adopt"), "their own channel");
     let ctx = sandbox_tools::CallContext::new("t");
     for i in 0..3 {
         let r = sandbox_tools::Executor::call_tool(
@@ -1253,7 +1284,8 @@ async fn sixty_four_concurrent_calls_of_one_user_and_of_eight_users() {
     };
     let t = TestTools::start_on_pool(config)
         .await
-        .on(e2e_tests::Transport::Channel);
+        .on(e2e_tests::Transport::Channel)
+        .await;
     assert_next_call_works(&t).await;
     let calls = (0..64).map(|i| {
         let t = &t;
@@ -1277,6 +1309,9 @@ async fn sixty_four_concurrent_calls_of_one_user_and_of_eight_users() {
             t.tools.for_user(user, root)
         })
         .collect();
+    for tools in &users {
+        assert!(tools.warm_up().await.expect("sandbox"), "{}", tools.user());
+    }
     let ctx = sandbox_tools::CallContext::new("t");
     let calls = (0..64).map(|i| {
         let (tools, ctx) = (&users[i % 8], &ctx);

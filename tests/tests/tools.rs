@@ -14,7 +14,7 @@ const NASTY: &str = "数据 报告 \"q\" 'a' $(touch /tmp/pwned); `x`\nline2.txt
 
 e2e_tests::on_both_transports! {
     async fn shell_reports_output_and_the_commands_true_exit_code(transport) {
-        let t = TestTools::start("tools_shell").await.on(transport);
+        let t = TestTools::start("tools_shell").await.on(transport).await;
         let r = t
             .call(
                 "shell",
@@ -31,7 +31,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn shell_bad_arguments_are_refused_on_the_host(transport) {
-        let t = TestTools::start("tools_shell_args").await.on(transport);
+        let t = TestTools::start("tools_shell_args").await.on_cold(transport);
         for args in [
             json!({}),
             json!({"command": 5}),
@@ -56,7 +56,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn run_python_reports_the_programs_exit_code_and_never_writes_the_user_root(transport) {
-        let t = TestTools::start("tools_python").await.on(transport);
+        let t = TestTools::start("tools_python").await.on(transport).await;
         let code = "import sys, os\nprint('héllo', os.environ['PYTHONIOENCODING'], sys.path[1:3])\nsys.exit(7)";
         let r = t.call("run_python", json!({"code": code})).await;
         assert_eq!(
@@ -84,7 +84,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn file_tools_round_trip_hostile_names_and_contents(transport) {
-        let t = TestTools::start("tools_files").await.on(transport);
+        let t = TestTools::start("tools_files").await.on(transport).await;
         let path = format!("dir ;x/{NASTY}");
         let r = t
             .call("write", json!({"path": path, "content": NASTY}))
@@ -135,7 +135,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn file_tool_errors_pass_through_with_the_runners_codes(transport) {
-        let t = TestTools::start("tools_file_errors").await.on(transport);
+        let t = TestTools::start("tools_file_errors").await.on(transport).await;
         let r = t.call("read", json!({"path": "missing.txt"})).await;
         assert_eq!(r.exit_code, 1);
         assert!(r.content.starts_with("[Error] read: missing.txt"), "{r:?}");
@@ -176,7 +176,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn grep_respects_gitignore_and_case_insensitivity(transport) {
-        let t = TestTools::start("tools_grep").await.on(transport);
+        let t = TestTools::start("tools_grep").await.on(transport).await;
         for (path, content) in [
             (".gitignore", "build/\n"),
             ("src/a.rs", "fn needle() {}\n"),
@@ -199,7 +199,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_symlink_planted_by_the_sandbox_never_leads_a_tool_out_of_the_user_root(transport) {
-        let t = TestTools::start("tools_symlinks").await.on(transport);
+        let t = TestTools::start("tools_symlinks").await.on(transport).await;
         let outside = tempfile::tempdir().expect("a host folder outside the user root");
         let target = outside.path().display().to_string();
         // The seed wrote run_python's program through `<root>/.zcbot_tmp/...` from the host; a
@@ -250,7 +250,7 @@ e2e_tests::on_both_transports! {
             },
             ..Default::default()
         };
-        let t = TestTools::start_with("tools_quota", FakeHost::all(), config).await.on(transport);
+        let t = TestTools::start_with("tools_quota", FakeHost::all(), config).await.on(transport).await;
         let r = t
             .call(
                 "write",
@@ -291,7 +291,7 @@ e2e_tests::on_both_transports! {
             FakeHost::offering(&["shell", "read"]),
             ToolsConfig::default(),
         )
-        .await.on(transport);
+        .await.on_cold(transport);
         let r = t.call("run_python", json!({"code": "print(1)"})).await;
         assert_eq!(
             (r.content.as_str(), r.exit_code),
@@ -323,7 +323,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn timeout_and_cancel_answer_the_seeds_messages_and_kill_everything(transport) {
-        let t = TestTools::start("tools_timeout").await.on(transport);
+        let t = TestTools::start("tools_timeout").await.on(transport).await;
         // The deadline covers the whole call, making the sandbox included: make it first, so the
         // second counts for the command alone.
         assert_eq!(
@@ -376,7 +376,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn live_output_reaches_the_sink(transport) {
-        let t = TestTools::start("tools_sink").await.on(transport);
+        let t = TestTools::start("tools_sink").await.on(transport).await;
         let seen: Arc<Mutex<Vec<OutputChunk>>> = Arc::default();
         let record = Arc::clone(&seen);
         let ctx = CallContext::new("task").with_sink(Arc::new(move |c: OutputChunk| {
@@ -401,7 +401,7 @@ e2e_tests::on_both_transports! {
             output_tail: sandbox_pool::bytesize::ByteSize::b(100),
             ..Default::default()
         };
-        let t = TestTools::start_with("tools_caps", FakeHost::all(), config).await.on(transport);
+        let t = TestTools::start_with("tools_caps", FakeHost::all(), config).await.on(transport).await;
         let r = t.call("shell", json!({"command": "seq 1 100000"})).await;
         assert!(r.meta.truncated);
         assert!(
@@ -416,7 +416,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn working_directory_maps_under_workspace(transport) {
-        let t = TestTools::start("tools_workdir").await.on(transport);
+        let t = TestTools::start("tools_workdir").await.on(transport).await;
         let sub = t.root.join("proj/src");
         std::fs::create_dir_all(&sub).expect("mkdir");
         e2e_tests::chown_to_sandbox(&sub);
@@ -444,7 +444,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_sandbox_removed_between_calls_is_replaced_transparently(transport) {
-        let t = TestTools::start("tools_recover").await.on(transport);
+        let t = TestTools::start("tools_recover").await.on(transport).await;
         t.call("shell", json!({"command": "true"})).await;
         let sb = t.pool.ensure("u").await.expect("ensure");
         e2e_tests::force_remove(t.pool.docker(), &sb.container_id).await;
@@ -456,7 +456,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn a_working_directory_deleted_under_the_executor_keeps_the_sandbox(transport) {
-        let t = TestTools::start("tools_gone_workdir").await.on(transport);
+        let t = TestTools::start("tools_gone_workdir").await.on(transport).await;
         let sub = t.root.join("proj");
         std::fs::create_dir_all(&sub).expect("mkdir");
         e2e_tests::chown_to_sandbox(&sub);
@@ -504,7 +504,7 @@ e2e_tests::on_both_transports! {
             },
             ..Default::default()
         };
-        let t = TestTools::start_with("tools_usage_store", FakeHost::all(), config).await.on(transport);
+        let t = TestTools::start_with("tools_usage_store", FakeHost::all(), config).await.on(transport).await;
         let full = t
             .tools
             .clone()

@@ -242,7 +242,7 @@ pub async fn run_on(
         .with_working_dir(WORKSPACE);
     if who == Who::Channel {
         let channel = lease
-            .channel(exec)
+            .open_channel(exec)
             .await
             .context("the sandbox's channel would not open")?;
         return Ok(channel.run(req).await?);

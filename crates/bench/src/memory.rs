@@ -69,7 +69,7 @@ pub async fn idle_memory(b: &Bench) -> Result<Row> {
                 Who::Channel => {
                     let user = format!("idle{n}x{i}c");
                     let lease = b.pool.acquire(&user).await?;
-                    let channel = lease.channel(&b.exec).await;
+                    let channel = lease.open_channel(&b.exec).await;
                     channel.context("the sandbox's channel would not open")?;
                     ids.push(lease.container_id.clone());
                     users.push(user);

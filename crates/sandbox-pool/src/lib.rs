@@ -1,7 +1,7 @@
 //! Per-user sandbox containers, and the image they run.
 //!
 //! Owns: the container lifecycle of every user's sandbox (create, start, inspect, adopt,
-//! recreate, remove) and its channel (opened on demand, reopened after it went down), its
+//! recreate, remove) and its channel (opened in the background, reopened after it went down), its
 //! labels and configuration hash, the per-user locks, the idle reaper,
 //! start-up reconciliation, capacity, the operator view, and the sandbox image build
 //! ([`image`]).

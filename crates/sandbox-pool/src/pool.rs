@@ -233,18 +233,30 @@ impl Lease {
         self.lost = true;
     }
 
-    /// The sandbox's channel for calls as its sandbox user, opened first if it is not (with
-    /// `exec`'s settings). `None` when it cannot be had now (it failed to open a moment
-    /// ago): the call goes through an exec of its own, and a later call tries again.
-    pub async fn channel(&self, exec: &sandbox_exec::ExecClient) -> Option<sandbox_exec::Channel> {
-        self.channel
-            .get(
-                exec,
-                &self.sandbox.container_id,
-                &self.sandbox.exec_user,
-                &self.pool.inner.session,
-            )
-            .await
+    /// The sandbox's open channel for calls as its sandbox user, without waiting. `None`
+    /// when it has none open now: the call goes through an exec of its own while the pool
+    /// opens one in the background (with `exec`'s settings) for the calls after it, unless
+    /// an open failed a moment ago.
+    pub fn channel(&self, exec: &sandbox_exec::ExecClient) -> Option<sandbox_exec::Channel> {
+        self.channel.get(|| self.channel_target(exec))
+    }
+
+    /// As [`Lease::channel`], but an open is waited for (at most the open's own timeout):
+    /// for a caller that wants the calls after it to find the channel open.
+    pub async fn open_channel(
+        &self,
+        exec: &sandbox_exec::ExecClient,
+    ) -> Option<sandbox_exec::Channel> {
+        self.channel.ready(|| self.channel_target(exec)).await
+    }
+
+    fn channel_target(&self, exec: &sandbox_exec::ExecClient) -> crate::channel::Target {
+        crate::channel::Target {
+            exec: exec.clone(),
+            container: self.sandbox.container_id.clone(),
+            user: self.sandbox.exec_user.clone(),
+            session: self.pool.inner.session.clone(),
+        }
     }
 }
 

@@ -131,6 +131,18 @@ impl DockerExecutor {
         }
     }
 
+    /// Makes the user's sandbox ready ahead of its first call: made or adopted and, on the
+    /// channel transport, with its channel open (waited for, at most the open's own timeout).
+    /// Returns whether calls will find a channel open; without one they still run, each
+    /// through an exec, while the pool keeps trying to open one.
+    pub async fn warm_up(&self) -> Result<bool, sandbox_pool::PoolError> {
+        let lease = self.shared.pool.acquire(&self.user).await?;
+        if !self.wants_channel(&lease) {
+            return Ok(false);
+        }
+        Ok(lease.open_channel(&self.shared.exec).await.is_some())
+    }
+
     /// The user.
     pub fn user(&self) -> &str {
         &self.user
@@ -187,7 +199,7 @@ impl DockerExecutor {
                 Some(sink) => req.with_sink(Arc::clone(sink)),
                 None => req,
             };
-            match self.run_on(&lease, req, ctx, deadline).await {
+            match self.run_on(&lease, req).await {
                 Ok(outcome) => {
                     // Lost, or out of time before the command could start (the daemon may not
                     // be answering): the next call asks the daemon rather than trust memory.
@@ -223,6 +235,13 @@ impl DockerExecutor {
         unreachable!("the second attempt always returns")
     }
 
+    /// Whether this user's calls go over the channel: the configuration says so and they run
+    /// as the sandbox user (a channel runs everything as the user it was opened for).
+    fn wants_channel(&self, lease: &sandbox_pool::Lease) -> bool {
+        self.shared.config.transport == Transport::Channel
+            && self.exec_user(lease) == lease.exec_user
+    }
+
     /// Runs `req` over the sandbox's channel when the configuration says so and the call runs
     /// as the sandbox user; through an exec of its own otherwise, or when the channel is down
     /// or did not take the call (nothing of it ran).
@@ -230,18 +249,11 @@ impl DockerExecutor {
         &self,
         lease: &sandbox_pool::Lease,
         req: ExecRequest,
-        ctx: &CallContext,
-        deadline: Instant,
     ) -> Result<Outcome, sandbox_exec::ExecError> {
         let exec = &self.shared.exec;
-        let wants = self.shared.config.transport == Transport::Channel
-            && self.exec_user(lease) == lease.exec_user;
-        let channel = if wants {
-            // Opening one is bounded by the call's own deadline and cancel too.
-            within(ctx, deadline, lease.channel(exec))
-                .await
-                .ok()
-                .flatten()
+        // Without one open now, this call goes through its exec while the pool opens one.
+        let channel = if self.wants_channel(lease) {
+            lease.channel(exec)
         } else {
             None
         };
@@ -249,6 +261,8 @@ impl DockerExecutor {
             match channel.run(req.clone()).await {
                 Err(e) if e.is_channel_down() => {
                     debug!(user = %self.user, error = %e, "the channel did not take the call; running it through an exec");
+                    // Starts the reopen now rather than at the next call.
+                    let _ = lease.channel(exec);
                 }
                 done => return done,
             }
