@@ -250,8 +250,11 @@ pub async fn run_on(
     Ok(exec.run(&lease.container_id, req).await?)
 }
 
-/// Runs `one` for every contender, round after round (in [`order`]),
-/// recording all but the warm-up rounds. Progress goes to stderr.
+/// The pause before each sample (see [`interleave`]).
+const SETTLE: Duration = Duration::from_millis(25);
+
+/// Runs `one` for every contender, round after round (in [`order`]), each after a short
+/// pause, recording all but the warm-up rounds. Progress goes to stderr.
 pub async fn interleave(
     name: &str,
     rounds: Rounds,
@@ -263,6 +266,9 @@ pub async fn interleave(
     for round in 0..total {
         let recorded = round >= rounds.warmup;
         for who in order(round) {
+            // The daemon tears an exec down after its client has the result: let that settle
+            // so it lands in nobody's time (on 2 cores it would in the next contender's).
+            tokio::time::sleep(SETTLE).await;
             let value = one(who, recorded)
                 .await
                 .with_context(|| format!("{name}: {} in round {}", who.name(), round + 1))?;
