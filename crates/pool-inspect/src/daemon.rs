@@ -56,7 +56,7 @@ pub fn container_name(config: &FileConfig, user: &str) -> String {
 
 /// The pool's judgement of its containers, from the daemon alone (no pool is started).
 pub async fn judge(docker: &Docker, config: &FileConfig) -> Result<Judge> {
-    let roots = Arc::new(config.users_root());
+    let roots = Arc::new(config.pool.users_root());
     Ok(Judge::new(docker, config.pool.clone(), roots).await?)
 }
 

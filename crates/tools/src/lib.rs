@@ -5,7 +5,8 @@
 //! other tool stays with the host executor; the sandbox tools' JSON schemas ([`schema`]); the
 //! argument checks done on the host before anything reaches a container ([`args`]); the text
 //! the model sees for every result and error ([`format`](mod@format)); and the disk-quota gate
-//! in front of `write` and `edit` ([`quota`]).
+//! in front of `write` and `edit` ([`quota`]); and the sandbox's one configuration file
+//! ([`FileConfig`]), which holds the pool's and the image's sections beside its own.
 //!
 //! Must not: talk to bollard or the Docker daemon directly, or create, track or remove
 //! containers. Running a command is `sandbox-exec`'s job and the container lifecycle is
@@ -18,6 +19,7 @@ pub mod args;
 mod config;
 mod docker_executor;
 mod executor;
+mod file_config;
 pub mod format;
 pub mod quota;
 pub mod schema;
@@ -26,6 +28,7 @@ pub use args::{ArgError, TimeoutLimits};
 pub use config::{DEFAULT_OUTPUT_HEAD, DEFAULT_OUTPUT_TAIL, ToolsConfig, Transport};
 pub use docker_executor::DockerExecutor;
 pub use executor::{CallContext, Executor, ToolMeta, ToolResult};
+pub use file_config::{ConfigError, ConfigFormat, FileConfig};
 pub use quota::{
     DirUsage, FailurePolicy, QuotaConfig, QuotaDecision, QuotaError, QuotaGate, UsageStore,
 };

@@ -11,12 +11,11 @@ mod show;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, ImageCommand};
-use crate::config::FileConfig;
 use crate::daemon;
 
 /// Runs the command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
-    let config = FileConfig::load(&cli.global)?;
+    let config = crate::config::load(&cli.global)?;
     // Checked before connecting: a bad call is a usage error even with the daemon down.
     let call_plan = match &cli.command {
         Command::Call(a) => Some(call::plan(a)?),
