@@ -5,6 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 target := `rustc -vV | sed -n 's/^host: //p'`
 runner := "target/" + target + "/release/sandbox-runner"
 tag_file := "target/sandbox-image/tag"
+venv := "target/python-venv"
 
 # List the recipes.
 default:
@@ -33,7 +34,18 @@ test: image
     else
         cargo test --workspace --locked
     fi
+    just test-python
     just lint
+
+# The Python package's suite: built into the virtual environment, then pytest on the real daemon.
+test-python: image python-venv
+    VIRTUAL_ENV="$PWD/{{venv}}" {{venv}}/bin/maturin develop --quiet --locked --manifest-path python/Cargo.toml
+    SANDBOX_IMAGE="$(cat {{tag_file}})" {{venv}}/bin/python -m pytest python/tests -q
+
+# The virtual environment the Python package is built into, with maturin and pytest.
+python-venv:
+    [ -x {{venv}}/bin/python ] || python3 -m venv {{venv}}
+    {{venv}}/bin/python -m pip install --quiet --disable-pip-version-check 'maturin>=1.9,<2' 'pytest>=7'
 
 # The load test alone, bigger (SOAK_CALLS per user, default 1000; `just test` runs it with 200).
 soak calls="1000": image
@@ -49,5 +61,8 @@ demo: image
     SANDBOX_RUNNER={{runner}} cargo run --locked -q -p pool-inspect -- demo
 
 # Speed side by side with the seed's way and the raw Engine API (BENCH_QUICK=1 for a short run).
-bench: image
+bench: image python-venv
     SANDBOX_IMAGE="$(cat {{tag_file}})" cargo run --locked --release -q -p sandbox-bench --
+    # The Python call's overhead over the Rust call, with a release build of the package.
+    VIRTUAL_ENV="$PWD/{{venv}}" {{venv}}/bin/maturin develop --quiet --locked --release --manifest-path python/Cargo.toml
+    SANDBOX_IMAGE="$(cat {{tag_file}})" {{venv}}/bin/python python/bench/overhead.py target/bench

@@ -1,0 +1,97 @@
+//! `zcbot_sandbox._native`: the Python package's extension, a drop-in for the agent service's
+//! own `SandboxPool` and `DockerExecutor` classes.
+//!
+//! Owns: the Python face of the libraries (classes, exceptions, conversions between Python
+//! objects and the libraries' JSON), the process's tokio runtime, and the bridges from Python's
+//! ways of calling (a thread blocked in `call_tool`, an asyncio task awaiting `acall_tool`, a
+//! `cancel_check` callable, a sink callable, a usage callable, the service's host executor) to
+//! the libraries' (a future, a cancellation token, an `OutputSink`, a `UsageStore`, an
+//! `Executor`).
+//!
+//! Must not: decide anything the libraries decide (routing, argument checks, result texts,
+//! limits, the container lifecycle), or hold the GIL while a call waits on the daemon.
+
+mod convert;
+mod executor;
+mod pool;
+mod result;
+
+use std::sync::OnceLock;
+
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    zcbot_sandbox,
+    SandboxError,
+    pyo3::exceptions::PyException,
+    "A sandbox could not be set up or used: the daemon, the image, the pool."
+);
+pyo3::create_exception!(
+    zcbot_sandbox,
+    ConfigError,
+    SandboxError,
+    "The configuration (its file or a keyword) is not one the libraries accept."
+);
+pyo3::create_exception!(
+    zcbot_sandbox,
+    DaemonUnavailable,
+    SandboxError,
+    "No Docker daemon answers (DOCKER_HOST, or the default socket)."
+);
+pyo3::create_exception!(
+    zcbot_sandbox,
+    ImageMissing,
+    SandboxError,
+    "The sandbox image is not on the daemon, or is too old for this library."
+);
+
+/// The process's runtime: every pool and every call of the process runs on it, and asyncio
+/// awaits it through pyo3-async-runtimes.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("zcbot-sandbox")
+            .build()
+            .expect("a tokio runtime for the sandbox")
+    })
+}
+
+/// Shares the runtime with pyo3-async-runtimes (once; a second call finds it set).
+fn share_runtime() {
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
+}
+
+/// The message of an error and its causes, as the project's logs and results word them.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    share_runtime();
+    let py = m.py();
+    m.add("SandboxError", py.get_type::<SandboxError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("DaemonUnavailable", py.get_type::<DaemonUnavailable>())?;
+    m.add("ImageMissing", py.get_type::<ImageMissing>())?;
+    m.add_class::<pool::PySandboxPool>()?;
+    m.add_class::<executor::PyDockerExecutor>()?;
+    m.add_class::<result::PyToolResult>()?;
+    m.add(
+        "SANDBOX_TOOLS",
+        pyo3::types::PyFrozenSet::new(py, sandbox_tools::SANDBOX_TOOLS)?,
+    )?;
+    Ok(())
+}
