@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -152,10 +152,8 @@ async fn the_reaper_removes_idle_sandboxes_but_not_active_or_busy_ones() {
     assert_eq!(pool.containers().await.len(), 2);
     drop(busy);
     // Idle from now on: reaped after 1.5 s (waited for up to 10 s, the machine may be busy).
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !(pool.is_empty() && pool.containers().await.is_empty())
-        && std::time::Instant::now() < until
-    {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !(pool.is_empty() && pool.containers().await.is_empty()) && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(pool.is_empty(), "{:?}", pool.snapshot());
@@ -211,27 +209,64 @@ async fn reconciliation_removes_dead_leftovers() {
     );
 }
 
+/// The state the pool's memory shows for `user`, once it is `want` (within 5 s).
+async fn state_becomes(pool: &TestPool, user: &str, want: &str) {
+    let started = Instant::now();
+    loop {
+        let state = pool
+            .snapshot()
+            .into_iter()
+            .find(|s| s.user == user)
+            .map(|s| s.state);
+        if state.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{user}: {state:?}, never {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_container_removed_from_outside_is_recreated() {
+async fn a_container_removed_from_outside_is_known_gone_at_once_and_recreated() {
     let pool = TestPool::start(pool_config("removed_outside")).await;
     let sb = pool.ensure("carol").await.expect("ensure");
     e2e_tests::force_remove(pool.docker(), &sb.container_id).await;
-    // The warm path trusts memory for `health_ttl`; a failed call is what tells the pool.
-    let exec = ExecClient::new(pool.docker().clone());
-    let err = exec
-        .run(&sb.container_id, ExecRequest::new(["true"]))
-        .await
-        .expect_err("gone");
-    assert!(err.is_sandbox_gone());
-    pool.invalidate("carol");
+    // The daemon's events tell the pool; no call has to fail first.
+    state_becomes(&pool, "carol", "removed").await;
     let again = pool.ensure("carol").await.expect("ensure");
     assert_ne!(again.container_id, sb.container_id);
     assert_eq!(again.recreated, Some(Recreated::Removed));
+    let exec = ExecClient::new(pool.docker().clone());
     let out = exec
         .run(&again.container_id, ExecRequest::new(["true"]))
         .await
         .expect("run");
     assert_eq!(out.termination, Termination::Exited { code: 0 });
+    state_becomes(&pool, "carol", "running").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_killed_from_outside_is_known_exited_and_recreated() {
+    let pool = TestPool::start(pool_config("killed_outside")).await;
+    let sb = pool.ensure("erin").await.expect("ensure");
+    pool.docker()
+        .kill_container(&sb.container_id, None)
+        .await
+        .expect("kill");
+    state_becomes(&pool, "erin", "exited").await;
+    let again = pool.ensure("erin").await.expect("ensure");
+    assert_ne!(again.container_id, sb.container_id);
+    assert!(
+        matches!(again.recreated, Some(Recreated::Exited { .. })),
+        "{:?}",
+        again.recreated
+    );
+    // Its own removal of the dead one is no news to the pool about the new one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    state_becomes(&pool, "erin", "running").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

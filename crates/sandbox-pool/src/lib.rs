@@ -1,10 +1,10 @@
 //! Per-user sandbox containers, and the image they run.
 //!
 //! Owns: the container lifecycle of every user's sandbox (create, start, inspect, adopt,
-//! recreate, remove) and its channel (opened in the background, reopened after it went down), its
-//! labels and configuration hash, the per-user locks, the idle reaper,
-//! start-up reconciliation, capacity, the operator view, and the sandbox image build
-//! ([`image`]).
+//! recreate, remove) and its channel (opened in the background, reopened after it went down),
+//! its labels and configuration hash, the per-user locks, the idle reaper, the daemon's events
+//! about its containers, start-up reconciliation, capacity, the operator view, and the sandbox
+//! image build ([`image`]).
 //!
 //! Must not: run commands for callers (that is `sandbox-exec`), know about tools or format
 //! anything for a model (that is `sandbox-tools`), or touch containers without its labels.
@@ -16,6 +16,7 @@
 mod channel;
 pub mod config;
 mod error;
+mod events;
 pub mod host;
 pub mod image;
 mod judge;

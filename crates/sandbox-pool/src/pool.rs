@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::PoolError;
 use crate::channel::{ChannelInfo, ChannelSlot};
 use crate::config::{Housekeeping, PoolConfig, WORKSPACE};
+use crate::events::{self, Gone};
 use crate::judge::{self, Judge, Verdict, calls_running, unreachable_or};
 use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
 use crate::locks::LockMap;
@@ -112,6 +113,8 @@ struct Entry {
     seen_healthy: Option<Instant>,
     /// Removed by [`SandboxPool::recycle`]; the next `ensure` says so.
     recycled: bool,
+    /// The daemon said its container died or was removed (an event): not to be trusted again.
+    gone: Option<Gone>,
     /// Its channel, opened on demand.
     channel: Arc<ChannelSlot>,
 }
@@ -132,6 +135,7 @@ impl Entry {
             in_flight,
             seen_healthy: Some(Instant::now()),
             recycled: false,
+            gone: None,
             channel: Arc::default(),
         }
     }
@@ -192,7 +196,8 @@ struct Inner {
     state: Mutex<State>,
     locks: LockMap<String>,
     stop: CancellationToken,
-    reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The reaper and the event watcher, ended by `stop`.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The pool. Cheap to clone; clones share everything.
@@ -275,7 +280,7 @@ impl Drop for Lease {
         {
             e.in_flight = e.in_flight.saturating_sub(1);
             e.last_active = Instant::now();
-            e.seen_healthy = if self.lost {
+            e.seen_healthy = if self.lost || e.gone.is_some() {
                 None
             } else {
                 Some(Instant::now())
@@ -364,9 +369,16 @@ impl SandboxPool {
                 state: Mutex::default(),
                 locks: LockMap::default(),
                 stop: CancellationToken::new(),
-                reaper: Mutex::default(),
+                tasks: Mutex::default(),
             }),
         };
+        let events = tokio::spawn(events::watch(
+            pool.inner.docker.clone(),
+            pool.config().name_prefix.clone(),
+            pool.inner.stop.clone(),
+            Events(Arc::downgrade(&pool.inner)),
+        ));
+        pool.tasks().push(events);
         if pool.config().housekeeping == Housekeeping::Full {
             pool.reconcile().await?;
             let reaper = tokio::spawn(reap_loop(
@@ -374,7 +386,7 @@ impl SandboxPool {
                 pool.inner.stop.clone(),
                 pool.config().reap_interval,
             ));
-            *pool.inner.reaper.lock().unwrap_or_else(|e| e.into_inner()) = Some(reaper);
+            pool.tasks().push(reaper);
         }
         Ok(pool)
     }
@@ -382,6 +394,10 @@ impl SandboxPool {
     fn state(&self) -> MutexGuard<'_, State> {
         // Critical sections never panic; recover rather than poison the whole pool.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The Docker client.
@@ -932,7 +948,7 @@ impl SandboxPool {
                 user: user.clone(),
                 container_id: e.container_id.clone(),
                 name: e.name.clone(),
-                state: "running".to_owned(),
+                state: e.gone.map_or("running", Gone::state).to_owned(),
                 created: e.created,
                 last_active: now.1.checked_sub(now.0.duration_since(e.last_active)),
                 calls_in_flight: Some(e.in_flight),
@@ -945,17 +961,13 @@ impl SandboxPool {
         list
     }
 
-    /// Stops the reaper and, by `policy`, removes or keeps the sandboxes.
+    /// Stops the reaper and the event watcher and, by `policy`, removes or keeps the
+    /// sandboxes.
     pub async fn shutdown(&self, policy: ShutdownPolicy) -> Result<(), PoolError> {
         self.inner.stop.cancel();
-        let reaper = self
-            .inner
-            .reaper
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(reaper) = reaper {
-            let _ = reaper.await;
+        let tasks = std::mem::take(&mut *self.tasks());
+        for task in tasks {
+            let _ = task.await;
         }
         if policy == ShutdownPolicy::Keep {
             return Ok(());
@@ -974,6 +986,44 @@ impl SandboxPool {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The pool's side of [`events::watch`].
+struct Events(Weak<Inner>);
+
+impl events::Listener for Events {
+    fn gone(&self, user: &str, container_id: &str, how: Gone) -> bool {
+        let Some(inner) = self.0.upgrade() else {
+            return false;
+        };
+        let pool = SandboxPool { inner };
+        let mut state = pool.state();
+        if let Some(e) = state.sandboxes.get_mut(user)
+            && e.container_id == container_id
+            && e.gone != Some(how)
+        {
+            info!(
+                user,
+                container = container_id,
+                state = how.state(),
+                "the daemon says the sandbox is gone"
+            );
+            e.gone = Some(how);
+            e.seen_healthy = None;
+        }
+        true
+    }
+
+    fn resync(&self) -> bool {
+        let Some(inner) = self.0.upgrade() else {
+            return false;
+        };
+        let pool = SandboxPool { inner };
+        for e in pool.state().sandboxes.values_mut() {
+            e.seen_healthy = None;
+        }
+        true
     }
 }
 
