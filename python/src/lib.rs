@@ -58,6 +58,30 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// The process's metrics recorder (the libraries' counters, gauges and histograms), installed
+/// when the module loads so that nothing is missed before the first scrape.
+fn metrics() -> &'static Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .ok()
+    })
+}
+
+/// The pool's and the tools' metrics in Prometheus' text format, for the service's own
+/// `/metrics` endpoint (names in the README).
+#[pyfunction]
+fn metrics_text() -> PyResult<String> {
+    metrics()
+        .as_ref()
+        .map(metrics_exporter_prometheus::PrometheusHandle::render)
+        .ok_or_else(|| {
+            SandboxError::new_err("another metrics recorder is installed in this process")
+        })
+}
+
 /// Shares the runtime with pyo3-async-runtimes (once; a second call finds it set).
 fn share_runtime() {
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
@@ -81,6 +105,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     share_runtime();
+    let _ = metrics();
     let py = m.py();
     m.add("SandboxError", py.get_type::<SandboxError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
@@ -89,6 +114,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::PySandboxPool>()?;
     m.add_class::<executor::PyDockerExecutor>()?;
     m.add_class::<result::PyToolResult>()?;
+    m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add(
         "SANDBOX_TOOLS",
         pyo3::types::PyFrozenSet::new(py, sandbox_tools::SANDBOX_TOOLS)?,

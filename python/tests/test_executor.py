@@ -293,3 +293,10 @@ def test_the_quota_gate_refuses_over_the_limit(users_root, host):
         r = executor.call_tool("write", {"path": "c.txt", "content": "x"}, ExecCtx(task_id="t"))
         assert r.exit_code == 2 and not (root / "c.txt").exists(), r
         pool.remove(user)
+
+
+def test_metrics_for_the_services_scrape(executor):
+    shell(executor, "true")
+    text = zcbot_sandbox.metrics_text()
+    assert 'sandbox_tool_calls_total{tool="shell",outcome="ok"}' in text
+    assert "sandbox_pool_sandboxes{" in text

@@ -23,6 +23,7 @@ from ._native import (
     SandboxError,
     SandboxPool,
     ToolResult,
+    metrics_text,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "SandboxError",
     "SandboxPool",
     "ToolResult",
+    "metrics_text",
 ]

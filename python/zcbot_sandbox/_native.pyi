@@ -7,6 +7,10 @@ from typing import Any, Awaitable, Callable, Optional, Protocol, Union
 SANDBOX_TOOLS: frozenset[str]
 """The seven tools that run in the sandbox: shell, run_python, read, write, edit, glob, grep."""
 
+def metrics_text() -> str:
+    """The pool's and the tools' metrics in Prometheus' text format (for the service's own
+    ``/metrics`` endpoint)."""
+
 class SandboxError(Exception):
     """A sandbox could not be set up or used: the daemon, the image, the pool."""
 

@@ -498,7 +498,7 @@ impl TestTools {
         Self::start_full(pool_config(name), host, config).await
     }
 
-    async fn start_full(
+    pub async fn start_full(
         pool_config: sandbox_pool::PoolConfig,
         host: FakeHost,
         config: sandbox_tools::ToolsConfig,

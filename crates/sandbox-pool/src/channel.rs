@@ -40,6 +40,8 @@ pub(crate) struct Target {
     pub(crate) container: String,
     pub(crate) user: String,
     pub(crate) session: String,
+    /// The pool's name, for its metrics.
+    pub(crate) pool: String,
 }
 
 /// A sandbox's channel as the operator sees it.
@@ -125,6 +127,8 @@ impl ChannelSlot {
                 self.opened.fetch_add(1, Ordering::Relaxed);
                 if generation > 0 {
                     debug!(container, channel = %id, "channel reopened");
+                    ::metrics::counter!(crate::metrics::CHANNEL_REOPENS, "pool" => target.pool.clone())
+                        .increment(1);
                 }
                 let mut state = self.state();
                 state.retry = None;

@@ -26,6 +26,14 @@ pub(crate) enum Gone {
 }
 
 impl Gone {
+    /// The daemon's word for it.
+    pub(crate) fn event(self) -> &'static str {
+        match self {
+            Self::Died => "die",
+            Self::Removed => "destroy",
+        }
+    }
+
     /// The container state the operator sees for it.
     pub(crate) fn state(self) -> &'static str {
         match self {

@@ -22,6 +22,7 @@ pub mod image;
 mod judge;
 pub mod labels;
 mod locks;
+pub mod metrics;
 mod pool;
 pub mod view;
 

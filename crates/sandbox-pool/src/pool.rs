@@ -22,6 +22,7 @@ use crate::events::{self, Gone};
 use crate::judge::{self, Judge, Verdict, calls_running, unreachable_or};
 use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
 use crate::locks::LockMap;
+use crate::metrics;
 
 /// Where each user's root lives on the host. The pool mounts it at `/workspace`.
 pub trait UserRoots: Send + Sync {
@@ -261,6 +262,7 @@ impl Lease {
             container: self.sandbox.container_id.clone(),
             user: self.sandbox.exec_user.clone(),
             session: self.pool.inner.session.clone(),
+            pool: self.pool.pool_name(),
         }
     }
 }
@@ -396,6 +398,26 @@ impl SandboxPool {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The pool's name, as its metrics label it.
+    fn pool_name(&self) -> String {
+        self.config().name_prefix.clone()
+    }
+
+    /// Sets the [`metrics::SANDBOXES`] gauges from memory.
+    fn publish(&self) {
+        let mut by_state = [("running", 0usize), ("exited", 0), ("removed", 0)];
+        for e in self.state().sandboxes.values() {
+            let state = e.gone.map_or("running", Gone::state);
+            if let Some(n) = by_state.iter_mut().find(|(s, _)| *s == state) {
+                n.1 += 1;
+            }
+        }
+        for (state, n) in by_state {
+            ::metrics::gauge!(metrics::SANDBOXES, "pool" => self.pool_name(), "state" => state)
+                .set(n as f64);
+        }
+    }
+
     fn tasks(&self) -> MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
         self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -496,7 +518,9 @@ impl SandboxPool {
         if let Some(lease) = self.try_warm(user) {
             return Ok(lease);
         }
-        self.ensure_locked(user).await
+        let lease = self.ensure_locked(user).await;
+        self.publish();
+        lease
     }
 
     /// The user's sandbox, made or repaired if needed. Marks it active.
@@ -701,6 +725,8 @@ impl SandboxPool {
         self.state().sandboxes.insert(user.to_owned(), entry);
         drop(slot);
         info!(user, container = %lease.container_id, recreated = ?lease.recreated, "created a sandbox");
+        ::metrics::counter!(metrics::CREATED, "pool" => self.pool_name(), "reason" => metrics::reason(lease.recreated.as_ref())).increment(1);
+        self.publish();
         Ok(lease)
     }
 
@@ -792,9 +818,11 @@ impl SandboxPool {
             };
             if self.remove_if_idle(&user, idle).await {
                 info!(user, "reaped an idle sandbox");
+                ::metrics::counter!(metrics::REAPED, "pool" => self.pool_name()).increment(1);
                 reaped.push(user);
             }
         }
+        self.publish();
         reaped
     }
 
@@ -804,6 +832,7 @@ impl SandboxPool {
         validate_user(user)?;
         let _guard = self.inner.locks.lock(user.to_owned()).await;
         let known = self.state().sandboxes.remove(user).map(|e| e.container_id);
+        self.publish();
         match known {
             Some(id) => self.remove_container(user, &id).await.map(|()| true),
             None => judge::remove_sandbox(&self.inner.docker, &self.config().name_prefix, user)
@@ -1011,6 +1040,10 @@ impl events::Listener for Events {
             );
             e.gone = Some(how);
             e.seen_healthy = None;
+            drop(state);
+            ::metrics::counter!(metrics::GONE, "pool" => pool.pool_name(), "event" => how.event())
+                .increment(1);
+            pool.publish();
         }
         true
     }

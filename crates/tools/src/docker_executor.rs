@@ -356,6 +356,7 @@ impl DockerExecutor {
                 QuotaDecision::Allowed { remaining } => max_growth_bytes = Some(remaining),
                 // Refused before anything reaches the container: nothing changes.
                 QuotaDecision::Refused { message } => {
+                    crate::metrics::quota_refused(tool);
                     return ToolResult::new(message, EXIT_BAD_ARGS);
                 }
             }
@@ -371,10 +372,18 @@ impl DockerExecutor {
         if writes {
             self.shared.quota.record_write(&self.user);
         }
-        match ran {
+        let result = match ran {
             Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
             Ok((outcome, recreated)) => finish(tool, &outcome, recreated, secs, file_tool_answer),
+        };
+        // The runner's own refusal of a growth past the headroom (its words, in atomic.rs).
+        if writes
+            && result.exit_code == EXIT_BAD_ARGS
+            && result.content.contains("refused: disk quota exceeded")
+        {
+            crate::metrics::quota_refused(tool);
         }
+        result
     }
 }
 
@@ -541,6 +550,7 @@ impl Executor for DockerExecutor {
             _ => self.file_tool(name, &args, ctx).await,
         };
         result.meta.duration = started.elapsed();
+        crate::metrics::record(name, &result);
         result
     }
 }

@@ -6,7 +6,8 @@
 //! argument checks done on the host before anything reaches a container ([`args`]); the text
 //! the model sees for every result and error ([`format`](mod@format)); and the disk-quota gate
 //! in front of `write` and `edit` ([`quota`]); and the sandbox's one configuration file
-//! ([`FileConfig`]), which holds the pool's and the image's sections beside its own.
+//! ([`FileConfig`]), which holds the pool's and the image's sections beside its own; and the
+//! calls' [`metrics`].
 //!
 //! Must not: talk to bollard or the Docker daemon directly, or create, track or remove
 //! containers. Running a command is `sandbox-exec`'s job and the container lifecycle is
@@ -21,6 +22,7 @@ mod docker_executor;
 mod executor;
 mod file_config;
 pub mod format;
+pub mod metrics;
 pub mod quota;
 pub mod schema;
 
