@@ -22,6 +22,16 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Fails the test, showing the whole scrape, unless the series has the value `want`.
+#[track_caller]
+fn expect(text: &str, name: &str, labels: &[(&str, &str)], want: f64) {
+    assert_eq!(
+        value(text, name, labels),
+        want,
+        "{name} {labels:?} in:\n{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pool_and_the_tools_export_their_metrics() {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -84,55 +94,41 @@ async fn the_pool_and_the_tools_export_their_metrics() {
     assert_eq!(calls("ok"), 3.0, "{text}");
     assert_eq!(calls("failed"), 1.0, "{text}");
     assert_eq!(calls("timed_out"), 1.0, "{text}");
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_tool_kills_total",
-            &[("nothing_left", "true")]
-        ),
+    expect(
+        &text,
+        "sandbox_tool_kills_total",
+        &[("nothing_left", "true")],
         1.0,
-        "{text}"
     );
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_tool_quota_refusals_total",
-            &[("tool", "write")]
-        ),
+    expect(
+        &text,
+        "sandbox_tool_quota_refusals_total",
+        &[("tool", "write")],
         1.0,
-        "{text}"
     );
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_tool_call_seconds_count",
-            &[("tool", "shell")]
-        ),
+    expect(
+        &text,
+        "sandbox_tool_call_seconds_count",
+        &[("tool", "shell")],
         5.0,
-        "{text}"
     );
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_pool_created_total",
-            &[pool_label, ("reason", "new")]
-        ),
+    expect(
+        &text,
+        "sandbox_pool_created_total",
+        &[pool_label, ("reason", "new")],
         1.0,
-        "{text}"
     );
-    assert_eq!(
-        value(&text, "sandbox_pool_channel_reopens_total", &[pool_label]),
+    expect(
+        &text,
+        "sandbox_pool_channel_reopens_total",
+        &[pool_label],
         1.0,
-        "{text}"
     );
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_pool_sandboxes",
-            &[pool_label, ("state", "running")]
-        ),
+    expect(
+        &text,
+        "sandbox_pool_sandboxes",
+        &[pool_label, ("state", "running")],
         1.0,
-        "{text}"
     );
 
     // Removed from outside: the event says so before any call.
@@ -153,14 +149,11 @@ async fn the_pool_and_the_tools_export_their_metrics() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let text = handle.render();
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_pool_gone_total",
-            &[pool_label, ("event", "destroy")]
-        ),
+    expect(
+        &text,
+        "sandbox_pool_gone_total",
+        &[pool_label, ("event", "destroy")],
         1.0,
-        "{text}"
     );
 
     // Made again, then idle past its timeout and reaped.
@@ -169,27 +162,17 @@ async fn the_pool_and_the_tools_export_their_metrics() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(t.pool.reap_idle().await, ["u"]);
     let text = handle.render();
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_pool_created_total",
-            &[pool_label, ("reason", "removed")]
-        ),
+    expect(
+        &text,
+        "sandbox_pool_created_total",
+        &[pool_label, ("reason", "removed")],
         1.0,
-        "{text}"
     );
-    assert_eq!(
-        value(&text, "sandbox_pool_reaped_total", &[pool_label]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        value(
-            &text,
-            "sandbox_pool_sandboxes",
-            &[pool_label, ("state", "running")]
-        ),
+    expect(&text, "sandbox_pool_reaped_total", &[pool_label], 1.0);
+    expect(
+        &text,
+        "sandbox_pool_sandboxes",
+        &[pool_label, ("state", "running")],
         0.0,
-        "{text}"
     );
 }
