@@ -14,17 +14,25 @@ use futures_util::{StreamExt, TryStreamExt};
 pub struct SecondDaemon {
     data: PathBuf,
     run: PathBuf,
+    /// More `dockerd` arguments (another `--host`, TLS).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl SecondDaemon {
     /// Starts one and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// As [`SecondDaemon::start`], with more `dockerd` arguments.
+    pub async fn start_with(extra: Vec<String>) -> Self {
         let id = crate::unique();
         // Short exec-root: containerd's sockets live under it and unix paths are limited.
         let mut d = Self {
             data: PathBuf::from(format!("/var/lib/zt-dd-{id}")),
             run: PathBuf::from(format!("/run/zt-dd-{id}")),
+            extra,
             child: None,
         };
         std::fs::create_dir_all(&d.data).expect("data dir");
@@ -55,6 +63,7 @@ impl SecondDaemon {
             .arg(self.run.join("exec"))
             .arg("--pidfile")
             .arg(self.run.join("docker.pid"))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

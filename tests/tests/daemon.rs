@@ -202,3 +202,138 @@ async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel(transport
         .expect("shutdown");
 }
 }
+
+/// A CA, and a certificate it signs for `name` (an `IP:` or `DNS:` subject name for a server,
+/// none for a client), made with openssl into `dir`: `(ca.pem, cert.pem, key.pem)`.
+fn certificates(
+    dir: &std::path::Path,
+    ca: &str,
+    name: &str,
+    server: bool,
+) -> [std::path::PathBuf; 3] {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian's, on every machine here)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca_key, ca_pem) = (format!("{ca}-key.pem"), format!("{ca}.pem"));
+    if !dir.join(&ca_pem).exists() {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca_pem,
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={ca}"),
+        ]);
+    }
+    let (key, csr, pem, ext) = (
+        format!("{name}-key.pem"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    let usage = if server {
+        format!("subjectAltName={name}\nextendedKeyUsage=serverAuth\n")
+    } else {
+        "extendedKeyUsage=clientAuth\n".to_owned()
+    };
+    std::fs::write(dir.join(&ext), usage).expect("extensions");
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=zcbot-test",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "1",
+        "-extfile",
+        &ext,
+    ]);
+    [dir.join(ca_pem), dir.join(pem), dir.join(key)]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_over_tcp_with_tls_answers_only_with_a_client_certificate_of_its_ca() {
+    let dir = tempfile::tempdir().expect("certificates");
+    let [ca, server, server_key] = certificates(dir.path(), "ca", "IP:127.0.0.1", true);
+    let [_, client, client_key] = certificates(dir.path(), "ca", "client", false);
+    let [_, stranger, stranger_key] = certificates(dir.path(), "other-ca", "stranger", false);
+    // A free loopback port for the daemon's TCP socket.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let arg = |p: &std::path::Path| p.display().to_string();
+    let _daemon = SecondDaemon::start_with(vec![
+        "--tlsverify".to_owned(),
+        format!("--tlscacert={}", arg(&ca)),
+        format!("--tlscert={}", arg(&server)),
+        format!("--tlskey={}", arg(&server_key)),
+        format!("--host={host}"),
+    ])
+    .await;
+
+    let engine = sandbox_pool::EngineConfig::new("tls", &host).with_tls(&ca, &client, &client_key);
+    let docker = engine.connect().await.expect("the engine answers");
+    docker.ping().await.expect("ping over TLS");
+
+    for (who, engine) in [
+        (
+            "no certificate",
+            sandbox_pool::EngineConfig::new("tls", &host),
+        ),
+        (
+            "a certificate of another CA",
+            sandbox_pool::EngineConfig::new("tls", &host).with_tls(&ca, &stranger, &stranger_key),
+        ),
+    ] {
+        let err = engine.connect().await.expect_err(who);
+        assert!(
+            matches!(err, sandbox_pool::PoolError::EngineConnect { .. }),
+            "{who}: {err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("engine tls at {host}")),
+            "{who}: {err}"
+        );
+    }
+}

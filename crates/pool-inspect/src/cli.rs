@@ -49,6 +49,13 @@ pub struct Global {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The Docker engines of the configuration (or the local one): whether each answers, its
+    /// version and this pool's sandboxes on it. Exits 1 when one does not answer.
+    Engines {
+        /// Print a JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// A table of this pool's sandboxes, read from the daemon.
     Ls {
         /// Print a JSON array instead of the table (and nothing else on stdout).

@@ -699,3 +699,51 @@ fn show_reads_a_channel_from_the_process_list() {
     );
     drop(channel);
 }
+
+#[test]
+fn engines_reports_each_configured_engine_and_fails_when_one_does_not_answer() {
+    let pool = TestPool::new("engines");
+    let config = pool.dir.path().join("engines.toml");
+    let missing = pool.dir.path().join("no-daemon.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "[[engines]]\nname = \"here\"\nhost = \"unix:///var/run/docker.sock\"\n\n\
+             [[engines]]\nname = \"gone\"\nhost = \"unix://{}\"\nweight = 2\nmax_sandboxes = 10\n",
+            missing.display()
+        ),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = output(pool.cmd_with(&config, &["engines", "--json"]));
+    assert_eq!(code, 1, "one engine is down: {stderr}");
+    let rows: Vec<Value> = serde_json::from_str(&stdout).expect("JSON only");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["name"].as_str(), rows[0]["healthy"].as_bool()),
+        (Some("here"), Some(true))
+    );
+    assert_eq!(rows[0]["sandboxes"], 0);
+    assert_eq!(
+        (rows[1]["name"].as_str(), rows[1]["healthy"].as_bool()),
+        (Some("gone"), Some(false))
+    );
+    assert_eq!(
+        (
+            rows[1]["weight"].as_f64(),
+            rows[1]["max_sandboxes"].as_u64()
+        ),
+        (Some(2.0), Some(10))
+    );
+    let error = rows[1]["error"].as_str().expect("why");
+    assert!(error.starts_with("engine gone at unix://"), "{error}");
+    let (code, stdout, _) = output(pool.cmd_with(&config, &["engines"]));
+    assert_eq!(code, 1);
+    assert!(
+        stdout.starts_with("ENGINE ") && stdout.contains("gone"),
+        "{stdout}"
+    );
+    // Without engines in the configuration: the local one.
+    let (code, stdout, stderr) = pool.run(&["engines", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"name\": \"local\""), "{stdout}");
+}

@@ -61,6 +61,25 @@ pub enum PoolError {
         /// The configured cap.
         max: usize,
     },
+    /// An engine's configuration is not one that can be connected to.
+    #[error("engine {engine}: {reason}")]
+    EngineConfig {
+        /// The engine's name.
+        engine: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An engine did not answer, or refused us (TLS, API version).
+    #[error("engine {engine} at {host} does not answer")]
+    EngineConnect {
+        /// The engine's name.
+        engine: String,
+        /// Where it was looked for.
+        host: String,
+        /// Why.
+        #[source]
+        source: DockerError,
+    },
     /// The daemon did not answer.
     #[error("{op}: docker daemon unreachable")]
     DaemonUnreachable {
@@ -102,10 +121,10 @@ pub enum PoolError {
         user: String,
         /// Container id.
         container: String,
-        /// The daemon's answer to the start.
+        /// The daemon's answer to the start (boxed, as the cleanup: keeps the error small).
         #[source]
-        source: DockerError,
-        /// Why the cleanup removal failed, if it did (boxed: keeps the error small).
+        source: Box<DockerError>,
+        /// Why the cleanup removal failed, if it did.
         cleanup: Option<Box<str>>,
     },
     /// Removing a container failed (other than "already gone").

@@ -3,8 +3,8 @@
 //! Owns: the container lifecycle of every user's sandbox (create, start, inspect, adopt,
 //! recreate, remove) and its channel (opened in the background, reopened after it went down),
 //! its labels and configuration hash, the per-user locks, the idle reaper, the daemon's events
-//! about its containers, start-up reconciliation, capacity, the operator view, and the sandbox
-//! image build ([`image`]).
+//! about its containers, start-up reconciliation, capacity, the operator view, the sandbox
+//! image build ([`image`]), and the Docker engines sandboxes can be placed on ([`engine`]).
 //!
 //! Must not: run commands for callers (that is `sandbox-exec`), know about tools or format
 //! anything for a model (that is `sandbox-tools`), or touch containers without its labels.
@@ -15,6 +15,7 @@
 
 mod channel;
 pub mod config;
+pub mod engine;
 mod error;
 mod events;
 pub mod host;
@@ -30,6 +31,7 @@ pub use bollard;
 pub use bytesize;
 pub use channel::ChannelInfo;
 pub use config::{ExtraMount, Housekeeping, PoolConfig};
+pub use engine::EngineConfig;
 pub use error::PoolError;
 pub use judge::{Judge, Verdict, calls_running, list_containers, remove_container, remove_sandbox};
 pub use pool::{

@@ -715,7 +715,7 @@ impl SandboxPool {
             return Err(PoolError::StartContainer {
                 user: user.to_owned(),
                 container: created.id,
-                source,
+                source: Box::new(source),
                 cleanup: cleanup.map(|e| e.to_string().into()),
             });
         }

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sandbox_pool::PoolConfig;
 use sandbox_pool::image::ImageConfig;
+use sandbox_pool::{EngineConfig, PoolConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ToolsConfig;
@@ -20,6 +20,9 @@ pub struct FileConfig {
     pub pool: PoolConfig,
     /// How the tools run (timeouts, output caps, quotas, transport).
     pub tools: ToolsConfig,
+    /// The Docker engines sandboxes may be placed on (`[[engines]]`); none: the local one
+    /// (`DOCKER_HOST`, or the default socket).
+    pub engines: Vec<EngineConfig>,
 }
 
 /// The formats a configuration is read from.
@@ -153,6 +156,39 @@ image:
                 ConfigFormat::Json
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn engines_are_a_list_of_tables() {
+        let text = r#"
+[[engines]]
+name = "local"
+host = "unix:///var/run/docker.sock"
+
+[[engines]]
+name = "b"
+host = "tcp://10.0.0.2:2376"
+tls_ca = "/etc/zcbot/ca.pem"
+tls_cert = "/etc/zcbot/cert.pem"
+tls_key = "/etc/zcbot/key.pem"
+weight = 2
+max_sandboxes = 300
+"#;
+        let c = parse(text, ConfigFormat::Toml).expect("engines");
+        assert_eq!(c.engines.len(), 2);
+        assert_eq!(
+            (c.engines[0].weight, c.engines[0].max_sandboxes),
+            (1.0, None)
+        );
+        assert_eq!(
+            (c.engines[1].weight, c.engines[1].max_sandboxes),
+            (2.0, Some(300))
+        );
+        assert!(c.engines[1].tls_key.is_some());
+        assert!(
+            parse("[[engines]]\nname = \"x\"\n", ConfigFormat::Toml).is_err(),
+            "a host is needed"
         );
     }
 

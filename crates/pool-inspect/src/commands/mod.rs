@@ -3,6 +3,7 @@
 
 mod call;
 mod demo;
+mod engines;
 mod image;
 mod ls;
 mod maintenance;
@@ -21,9 +22,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Call(a) => Some(call::plan(a)?),
         _ => None,
     };
+    // Engines report their own health: the local daemon being down is one of the answers.
+    if let Command::Engines { json } = cli.command {
+        return engines::engines(&config, json).await;
+    }
     let docker = daemon::connect().await?;
     let pool = config.pool.name_prefix.as_str();
     match cli.command {
+        Command::Engines { .. } => unreachable!("answered before connecting"),
         Command::Ls { json } => ls::ls(&docker, pool, json).await,
         Command::Show { user, json } => show::show(&docker, &config, &user, json).await,
         Command::Call(a) => {
