@@ -203,6 +203,15 @@ async fn a_frozen_daemon_holds_no_call_past_its_deadline_or_its_cancel(transport
 }
 }
 
+/// openssl's arguments for a new P-256 key without a passphrase.
+const NEW_EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 /// A CA, and a certificate it signs for `name` (an `IP:` or `DNS:` subject name for a server,
 /// none for a client), made with openssl into `dir`: `(ca.pem, cert.pem, key.pem)`.
 fn certificates(
@@ -225,23 +234,11 @@ fn certificates(
     };
     let (ca_key, ca_pem) = (format!("{ca}-key.pem"), format!("{ca}.pem"));
     if !dir.join(&ca_pem).exists() {
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &ca_key,
-            "-out",
-            &ca_pem,
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN={ca}"),
-        ]);
+        let subject = format!("/CN={ca}");
+        let tail = [
+            "-keyout", &ca_key, "-out", &ca_pem, "-days", "1", "-subj", &subject,
+        ];
+        run(&[&["req", "-x509"], &NEW_EC_KEY[..], &tail[..]].concat());
     }
     let (key, csr, pem, ext) = (
         format!("{name}-key.pem"),
@@ -255,20 +252,8 @@ fn certificates(
         "extendedKeyUsage=clientAuth\n".to_owned()
     };
     std::fs::write(dir.join(&ext), usage).expect("extensions");
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
-        "/CN=zcbot-test",
-    ]);
+    let tail = ["-keyout", &key, "-out", &csr, "-subj", "/CN=zcbot-test"];
+    run(&[&["req"], &NEW_EC_KEY[..], &tail[..]].concat());
     run(&[
         "x509",
         "-req",
