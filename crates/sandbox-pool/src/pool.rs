@@ -201,6 +201,14 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
+impl Drop for Inner {
+    /// A pool let go without `shutdown` still ends its tasks (the event watcher would wait on
+    /// its stream for ever otherwise).
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// The pool. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct SandboxPool {
