@@ -1,6 +1,7 @@
 //! The tools' metrics, through the `metrics` facade (the service installs the recorder).
 
 use crate::executor::ToolResult;
+use crate::schema::SANDBOX_TOOLS;
 
 /// Counter: sandbox tool calls, by `tool` and `outcome` (`ok`, `failed`: a non-zero exit or
 /// an error, `timed_out`, `cancelled`, `lost`: the sandbox went away).
@@ -29,10 +30,19 @@ fn outcome(result: &ToolResult) -> &'static str {
     }
 }
 
+/// The tool's name as a static label (no allocation per call): one of the seven.
+fn label(tool: &str) -> &'static str {
+    SANDBOX_TOOLS
+        .iter()
+        .find(|t| **t == tool)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Counts one finished sandbox tool call.
 pub(crate) fn record(tool: &str, result: &ToolResult) {
-    let tool = tool.to_owned();
-    ::metrics::counter!(CALLS, "tool" => tool.clone(), "outcome" => outcome(result)).increment(1);
+    let tool = label(tool);
+    ::metrics::counter!(CALLS, "tool" => tool, "outcome" => outcome(result)).increment(1);
     ::metrics::histogram!(CALL_SECONDS, "tool" => tool).record(result.meta.duration.as_secs_f64());
     if let Some(kill) = &result.meta.kill {
         let nothing_left = if kill.nothing_left() { "true" } else { "false" };
@@ -42,7 +52,7 @@ pub(crate) fn record(tool: &str, result: &ToolResult) {
 
 /// Counts one write the quota gate refused.
 pub(crate) fn quota_refused(tool: &str) {
-    ::metrics::counter!(QUOTA_REFUSALS, "tool" => tool.to_owned()).increment(1);
+    ::metrics::counter!(QUOTA_REFUSALS, "tool" => label(tool)).increment(1);
 }
 
 #[cfg(test)]
