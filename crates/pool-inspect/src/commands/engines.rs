@@ -37,11 +37,7 @@ fn configured(config: &FileConfig) -> Vec<EngineConfig> {
     if !config.engines.is_empty() {
         return config.engines.clone();
     }
-    let host = std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-    vec![EngineConfig::new("local", host)]
+    vec![EngineConfig::new("local", crate::failure::daemon_address())]
 }
 
 async fn probe(engine: &EngineConfig, pool: &str) -> Row {
