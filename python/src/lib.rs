@@ -19,6 +19,7 @@ mod result;
 use std::sync::OnceLock;
 
 use pyo3::prelude::*;
+use sandbox_tools::format::error_chain as chain;
 
 pyo3::create_exception!(
     zcbot_sandbox,
@@ -85,21 +86,6 @@ fn metrics_text() -> PyResult<String> {
 /// Shares the runtime with pyo3-async-runtimes (once; a second call finds it set).
 fn share_runtime() {
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
-}
-
-/// The message of an error and its causes, as the project's logs and results word them.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(e) = cause {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = e.source();
-    }
-    text
 }
 
 #[pymodule]

@@ -183,7 +183,7 @@ impl DockerExecutor {
             let acquired = within(ctx, deadline, self.shared.pool.acquire(&self.user)).await;
             let mut lease = match acquired {
                 Ok(Ok(lease)) => lease,
-                Ok(Err(e)) => return Err(chain(&e)),
+                Ok(Err(e)) => return Err(format::error_chain(&e)),
                 Err(stopped) => {
                     debug!(user = %self.user, ?stopped, "stopped while waiting for the sandbox");
                     return Ok((Outcome::not_started(stopped, started.elapsed()), None));
@@ -219,14 +219,14 @@ impl DockerExecutor {
                     lease.mark_lost();
                     let retry = attempt == 0 && (e.is_sandbox_gone() || e.is_sandbox_unusable());
                     if !retry {
-                        return Err(chain(&e));
+                        return Err(format::error_chain(&e));
                     }
                     warn!(user = %self.user, error = %e, "the sandbox cannot run the call; replacing it");
                     if e.is_sandbox_unusable() {
                         let id = lease.container_id.clone();
                         drop(lease);
                         if let Err(e) = self.shared.pool.recycle(&self.user, &id).await {
-                            return Err(chain(&e));
+                            return Err(format::error_chain(&e));
                         }
                     }
                 }
@@ -495,18 +495,6 @@ fn whole_secs(d: std::time::Duration) -> u64 {
 
 fn bad_args(e: &ArgError) -> ToolResult {
     ToolResult::new(e.to_string(), e.exit_code())
-}
-
-/// An error and its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[async_trait]

@@ -162,7 +162,7 @@ impl QuotaGate {
     }
 
     fn check_failed(&self, user: &str, root: &Path, err: &QuotaError) -> QuotaDecision {
-        let err = error_chain(err);
+        let err = crate::format::error_chain(err);
         let policy = self.config.on_check_failure;
         tracing::warn!(
             user,
@@ -194,19 +194,6 @@ fn over_quota(usage: u64, limit: u64, incoming: u64) -> String {
 /// `1.5 KiB (1536 bytes)`: readable, and exact.
 fn size(bytes: u64) -> String {
     format!("{} ({bytes} bytes)", ByteSize(bytes))
-}
-
-/// The error and its causes, `: `-separated, since the error types here keep their causes
-/// out of their own messages.
-fn error_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
 }
 
 /// The embedded [`UsageStore`]: sums the apparent sizes of the regular files under the user's
@@ -584,7 +571,7 @@ mod tests {
         let store = DirUsage::new(Duration::ZERO);
         let err = store.usage("u1", dir.path()).await.expect_err("refused");
         fs::set_permissions(&hidden, fs::Permissions::from_mode(0o755)).expect("chmod back");
-        assert!(error_chain(&err).starts_with("could not measure disk usage: "));
+        assert!(crate::format::error_chain(&err).starts_with("could not measure disk usage: "));
     }
 
     fn measure(root: &Path, before_open: &mut dyn FnMut(&Path)) -> io::Result<u64> {
