@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use sandbox_pool::{PoolError, SandboxPool, ShutdownPolicy};
+use sandbox_pool::{Fleet, PoolError, SandboxPool, ShutdownPolicy};
 use sandbox_tools::FileConfig;
 
 use crate::{ConfigError, DaemonUnavailable, ImageMissing, SandboxError, chain, convert, runtime};
@@ -15,13 +15,13 @@ use crate::{ConfigError, DaemonUnavailable, ImageMissing, SandboxError, chain, c
 /// as a context manager.
 #[pyclass(name = "SandboxPool", module = "zcbot_sandbox", frozen)]
 pub(crate) struct PySandboxPool {
-    pool: Mutex<Option<SandboxPool>>,
+    pool: Mutex<Option<Fleet>>,
     config: FileConfig,
 }
 
 impl PySandboxPool {
     /// The running pool, or the error of a closed one.
-    pub(crate) fn pool(&self) -> PyResult<SandboxPool> {
+    pub(crate) fn pool(&self) -> PyResult<Fleet> {
         self.pool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -78,7 +78,7 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
 pub(crate) fn pool_error(e: &PoolError) -> PyErr {
     let text = chain(e);
     match e {
-        PoolError::DaemonUnreachable { .. } => DaemonUnavailable::new_err(text),
+        e if e.is_daemon_unreachable() => DaemonUnavailable::new_err(text),
         PoolError::ImageMissing { .. } | PoolError::ImageOutdated { .. } => {
             ImageMissing::new_err(text)
         }
@@ -107,13 +107,21 @@ impl PySandboxPool {
     ) -> PyResult<Self> {
         let config = configure(config, tools.as_ref(), pool.as_ref())?;
         let pool_config = config.pool.clone();
+        let engines = config.engines.clone();
         let started = py.detach(|| {
             runtime().block_on(async {
+                // `[[engines]]`: a fleet over them; none: the local daemon's pool alone.
+                if !engines.is_empty() {
+                    return Fleet::start(engines, pool_config)
+                        .await
+                        .map_err(|e| pool_error(&e));
+                }
                 let docker = sandbox_pool::connect()
                     .await
                     .map_err(|e| DaemonUnavailable::new_err(chain(&e)))?;
                 SandboxPool::start(docker, pool_config)
                     .await
+                    .map(Fleet::from)
                     .map_err(|e| pool_error(&e))
             })
         })?;
@@ -149,6 +157,14 @@ impl PySandboxPool {
         let snapshot = self.pool()?.snapshot();
         let value = serde_json::to_value(&snapshot)
             .map_err(|e| SandboxError::new_err(format!("listing the pool: {e}")))?;
+        convert::to_python(py, &value)
+    }
+
+    /// The Docker engines, as dicts (name, host, up, sandboxes, error).
+    fn engines<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let engines = self.pool()?.engines();
+        let value = serde_json::to_value(&engines)
+            .map_err(|e| SandboxError::new_err(format!("listing the engines: {e}")))?;
         convert::to_python(py, &value)
     }
 

@@ -88,7 +88,9 @@ class SandboxPool:
     def remove(self, user_id: Any) -> bool:
         """Removes the user's sandbox (their files stay); whether there was one."""
     def list(self) -> list[dict[str, Any]]:
-        """The sandboxes this pool holds: user, container, state, idle time, channel."""
+        """The sandboxes this pool holds: engine, user, container, state, idle time, channel."""
+    def engines(self) -> list[dict[str, Any]]:
+        """The Docker engines: name, host, up, sandboxes, error (``[[engines]]`` in the config)."""
     def user_root(self, user_id: Any) -> Path:
         """The host folder mounted as ``/workspace`` in the user's sandbox."""
     def close(self, *, remove: bool = False) -> None:

@@ -46,6 +46,11 @@ impl SecondDaemon {
         self.run.join("docker.sock")
     }
 
+    /// Its address, as an engine of the configuration names it (`unix://...`).
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -95,9 +100,13 @@ impl SecondDaemon {
     }
 
     async fn try_client(&self) -> Option<Docker> {
+        self.client_within(30).await
+    }
+
+    async fn client_within(&self, secs: u64) -> Option<Docker> {
         let docker = Docker::connect_with_unix(
             &self.socket().to_string_lossy(),
-            30,
+            secs,
             bollard::API_DEFAULT_VERSION,
         )
         .ok()?;
@@ -117,7 +126,11 @@ impl SecondDaemon {
         let tar = main
             .export_image(image)
             .map_err(|e| std::io::Error::other(e.to_string()));
-        let mine = self.client().await;
+        // Loading takes long on a busy machine: more than a request's usual 30 s.
+        let mine = self
+            .client_within(300)
+            .await
+            .expect("a client of the second daemon");
         let mut load = mine.import_image_stream(
             bollard::query_parameters::ImportImageOptionsBuilder::new()
                 .quiet(true)

@@ -501,9 +501,14 @@ async fn the_operator_view_shows_usage_and_activity() {
     exec.run(&sb.container_id, ExecRequest::new(["true"]))
         .await
         .expect("run");
-    let view = sandbox_pool::daemon_view(pool.docker(), &pool.config().name_prefix, true)
-        .await
-        .expect("view");
+    let view = sandbox_pool::daemon_view(
+        pool.docker(),
+        pool.engine(),
+        &pool.config().name_prefix,
+        true,
+    )
+    .await
+    .expect("view");
     assert_eq!(view.len(), 1);
     let v = &view[0];
     assert_eq!((v.user.as_str(), v.state.as_str()), ("ivy", "running"));

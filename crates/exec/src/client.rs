@@ -268,7 +268,13 @@ impl ExecClient {
                 }
                 summary = maybe(&mut exec_kill) => {
                     exec_kill = None;
+                    // A kill that never reached the sandbox (its daemon hangs, say): nothing
+                    // more will come, and the answer is already late.
+                    let reached = summary.report.is_some();
                     kill = Some(summary);
+                    if !reached {
+                        break;
+                    }
                     post_kill = Some(Box::pin(tokio::time::sleep(POST_KILL_WAIT)));
                 }
                 _ = maybe(&mut post_kill) => {

@@ -149,6 +149,14 @@ impl ExecError {
         )
     }
 
+    /// Whether the daemon did not answer before the command started (nothing ran).
+    pub fn is_daemon_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ExecError::Connect(_) | ExecError::DaemonUnreachable { .. }
+        )
+    }
+
     /// Whether a channel could not take the call: nothing ran, so an exec of its own may.
     pub fn is_channel_down(&self) -> bool {
         matches!(self, ExecError::ChannelDown { .. })
@@ -159,6 +167,19 @@ impl ExecError {
     pub fn is_sandbox_unusable(&self) -> bool {
         matches!(self, ExecError::SandboxUnusable { .. })
     }
+}
+
+/// An error and its causes, `a: b: c` (the error types of this workspace's crates keep their causes out
+/// of their own messages).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 #[cfg(test)]

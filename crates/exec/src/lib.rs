@@ -35,7 +35,7 @@ pub use client::{
     ExecOptions,
 };
 pub use docker::connect;
-pub use error::ExecError;
+pub use error::{ExecError, error_chain};
 pub use outcome::{KillSummary, LostReason, Outcome, Termination};
 pub use request::{DEFAULT_TIMEOUT, ExecRequest, OutputChunk, OutputSink, StreamKind};
 pub use sandbox_protocol::{KillReport, Program, ToolInput};

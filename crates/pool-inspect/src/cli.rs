@@ -44,6 +44,10 @@ pub struct Global {
     /// The sandbox image reference (overrides `pool.image`).
     #[arg(long, global = true, value_name = "REF")]
     pub image: Option<String>,
+    /// Only this engine of the configuration's `[[engines]]` (default: every engine; the
+    /// local one when the configuration names none).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub engine: Option<String>,
 }
 
 /// The subcommands.

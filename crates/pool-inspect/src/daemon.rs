@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 use sandbox_pool::bollard::Docker;
 use sandbox_pool::bollard::models::ContainerSummary;
 use sandbox_pool::labels::USER;
-use sandbox_pool::{Housekeeping, Judge, PoolConfig, SandboxPool};
+use sandbox_pool::{Fleet, Housekeeping, Judge, PoolConfig, SandboxPool};
 use sandbox_tools::DockerExecutor;
 
+use crate::commands::engines::Target;
 use crate::config::FileConfig;
 use crate::host::SandboxToolsOnly;
 
@@ -37,9 +38,27 @@ pub async fn start_pool(
         .with_context(|| format!("starting pool {}", config.pool.name_prefix))
 }
 
+/// A guest fleet over `targets`: the one engine's pool, or a fleet placing users as the
+/// service's does.
+pub async fn start_fleet(targets: &[Target], config: &FileConfig) -> Result<Fleet> {
+    if let [one] = targets {
+        return Ok(start_pool(&one.docker, config, Housekeeping::Guest)
+            .await?
+            .into());
+    }
+    let pool = PoolConfig {
+        housekeeping: Housekeeping::Guest,
+        ..config.pool.clone()
+    };
+    let engines = targets.iter().map(|t| t.engine.clone()).collect();
+    Fleet::start(engines, pool)
+        .await
+        .with_context(|| format!("starting pool {}", config.pool.name_prefix))
+}
+
 /// The sandbox tools of `user`, working at the root of the user's folder. The CLI has no
 /// host tools of its own: its host executor offers exactly the seven sandbox tools.
-pub fn executor(pool: &SandboxPool, config: &FileConfig, user: &str) -> DockerExecutor {
+pub fn executor(pool: &Fleet, config: &FileConfig, user: &str) -> DockerExecutor {
     DockerExecutor::with_config(
         Arc::new(SandboxToolsOnly),
         pool.clone(),

@@ -42,6 +42,8 @@ pub(crate) struct Target {
     pub(crate) session: String,
     /// The pool's name, for its metrics.
     pub(crate) pool: String,
+    /// The engine's name, for its metrics.
+    pub(crate) engine: String,
 }
 
 /// A sandbox's channel as the operator sees it.
@@ -127,7 +129,7 @@ impl ChannelSlot {
                 self.opened.fetch_add(1, Ordering::Relaxed);
                 if generation > 0 {
                     debug!(container, channel = %id, "channel reopened");
-                    ::metrics::counter!(crate::metrics::CHANNEL_REOPENS, "pool" => target.pool.clone())
+                    ::metrics::counter!(crate::metrics::CHANNEL_REOPENS, "pool" => target.pool.clone(), "engine" => target.engine.clone())
                         .increment(1);
                 }
                 let mut state = self.state();

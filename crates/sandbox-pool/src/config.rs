@@ -38,6 +38,8 @@ pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEALTH_TTL: Duration = Duration::from_secs(30);
 /// Default cap on sandboxes held at once: 64.
 pub const DEFAULT_MAX_SANDBOXES: usize = 64;
+/// Default interval between pings of each engine, and how long one may take: 1 s.
+pub const DEFAULT_ENGINE_PING: Duration = Duration::from_secs(1);
 /// Where the user root is mounted in the container.
 pub const WORKSPACE: &str = "/workspace";
 
@@ -118,8 +120,16 @@ pub struct PoolConfig {
     /// How long a sandbox seen healthy is trusted without asking the daemon.
     #[serde(with = "humantime_serde")]
     pub health_ttl: Duration,
-    /// Cap on sandboxes held at once.
+    /// Cap on sandboxes held at once (per engine, when there are several; an engine's own
+    /// `max_sandboxes` may lower it there).
     pub max_sandboxes: usize,
+    /// With several engines: how often each is pinged.
+    #[serde(with = "humantime_serde")]
+    pub engine_ping_interval: Duration,
+    /// With several engines: an engine whose ping takes longer is down (it stops receiving
+    /// new sandboxes and its users' calls go to their next engine).
+    #[serde(with = "humantime_serde")]
+    pub engine_ping_timeout: Duration,
     /// What the pool does with containers besides running calls.
     pub housekeeping: Housekeeping,
     /// Extra labels on every container.
@@ -151,6 +161,8 @@ impl Default for PoolConfig {
             reap_interval: DEFAULT_REAP_INTERVAL,
             health_ttl: DEFAULT_HEALTH_TTL,
             max_sandboxes: DEFAULT_MAX_SANDBOXES,
+            engine_ping_interval: DEFAULT_ENGINE_PING,
+            engine_ping_timeout: DEFAULT_ENGINE_PING,
             housekeeping: Housekeeping::default(),
             labels: BTreeMap::new(),
             users_root: None,

@@ -72,35 +72,52 @@ impl EngineConfig {
         }
     }
 
-    /// A client of the engine, its API version negotiated (which also proves it answers).
-    pub async fn connect(&self) -> Result<Docker, PoolError> {
+    /// Checks what can be checked without connecting: a name, a positive weight, a
+    /// `unix://` or `tcp://` host, and TLS files all three or none (and only over TCP).
+    pub fn validate(&self) -> Result<(), PoolError> {
+        self.tls().map(|_| ())
+    }
+
+    fn tls(&self) -> Result<Option<(&Path, &Path, &Path)>, PoolError> {
+        if self.name.is_empty() {
+            return Err(self.invalid("an engine needs a name"));
+        }
         if !(self.weight.is_finite() && self.weight > 0.0) {
             return Err(self.invalid(format!("weight {} is not a positive number", self.weight)));
         }
         let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (None, None, None) => None,
-            (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
+            (Some(ca), Some(cert), Some(key)) => {
+                Some((ca.as_path(), cert.as_path(), key.as_path()))
+            }
             _ => return Err(self.invalid("tls_ca, tls_cert and tls_key go together")),
         };
-        let client = if let Some(path) = self.host.strip_prefix("unix://") {
+        if self.host.starts_with("unix://") {
             if tls.is_some() {
                 return Err(self.invalid("TLS is for tcp:// engines"));
             }
-            Docker::connect_with_unix(path, TIMEOUT_SECS, API_DEFAULT_VERSION)
-        } else if self.host.starts_with("tcp://") || self.host.starts_with("https://") {
-            match tls {
-                Some((ca, cert, key)) => Docker::connect_with_ssl(
-                    &self.host,
-                    key,
-                    cert,
-                    ca,
-                    TIMEOUT_SECS,
-                    API_DEFAULT_VERSION,
-                ),
-                None => Docker::connect_with_http(&self.host, TIMEOUT_SECS, API_DEFAULT_VERSION),
-            }
-        } else {
+        } else if !(self.host.starts_with("tcp://") || self.host.starts_with("https://")) {
             return Err(self.invalid(format!("host {} is neither unix:// nor tcp://", self.host)));
+        }
+        Ok(tls)
+    }
+
+    /// A client of the engine, its API version negotiated (which also proves it answers).
+    pub async fn connect(&self) -> Result<Docker, PoolError> {
+        let tls = self.tls()?;
+        let client = match (self.host.strip_prefix("unix://"), tls) {
+            (Some(path), _) => Docker::connect_with_unix(path, TIMEOUT_SECS, API_DEFAULT_VERSION),
+            (None, Some((ca, cert, key))) => Docker::connect_with_ssl(
+                &self.host,
+                key,
+                cert,
+                ca,
+                TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            ),
+            (None, None) => {
+                Docker::connect_with_http(&self.host, TIMEOUT_SECS, API_DEFAULT_VERSION)
+            }
         };
         let connect = |source| PoolError::EngineConnect {
             engine: self.name.clone(),

@@ -69,6 +69,22 @@ pub enum PoolError {
         /// What is wrong.
         reason: String,
     },
+    /// An engine did not answer within the time it is given (a daemon that hangs).
+    #[error("engine {engine} at {host} gave no answer within {}", humantime::format_duration(*.within))]
+    EngineNoAnswer {
+        /// The engine's name.
+        engine: String,
+        /// Where it was looked for.
+        host: String,
+        /// How long it was given.
+        within: std::time::Duration,
+    },
+    /// No engine of the fleet has answered since it started: nowhere to place a sandbox.
+    #[error("no Docker engine answers (of {engines})")]
+    NoEngine {
+        /// The engines' names, comma-separated.
+        engines: String,
+    },
     /// An engine did not answer, or refused us (TLS, API version).
     #[error("engine {engine} at {host} does not answer")]
     EngineConnect {
@@ -225,4 +241,18 @@ pub enum PoolError {
         #[source]
         source: DockerError,
     },
+}
+
+impl PoolError {
+    /// Whether the engine did not answer (down, hung or unreachable), as opposed to answering
+    /// with a refusal: a fleet places the user on their next engine.
+    pub fn is_daemon_unreachable(&self) -> bool {
+        matches!(
+            self,
+            PoolError::DaemonUnreachable { .. }
+                | PoolError::EngineConnect { .. }
+                | PoolError::EngineNoAnswer { .. }
+                | PoolError::NoEngine { .. }
+        ) || matches!(self, PoolError::ListContainers(e) if sandbox_exec::docker::is_unreachable(e))
+    }
 }

@@ -4,11 +4,12 @@
 //! recreate, remove) and its channel (opened in the background, reopened after it went down),
 //! its labels and configuration hash, the per-user locks, the idle reaper, the daemon's events
 //! about its containers, start-up reconciliation, capacity, the operator view, the sandbox
-//! image build ([`image`]), and the Docker engines sandboxes can be placed on ([`engine`]).
+//! image build ([`image`]), the Docker engines sandboxes can be placed on ([`engine`]) and the
+//! placement of users over them ([`Fleet`]).
 //!
 //! Must not: run commands for callers (that is `sandbox-exec`), know about tools or format
 //! anything for a model (that is `sandbox-tools`), or touch containers without its labels.
-//! The Docker client is injected, never global, so users can later be spread over engines.
+//! The Docker client is injected, never global: a [`Fleet`] holds one pool per engine.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod config;
 pub mod engine;
 mod error;
 mod events;
+mod fleet;
 pub mod host;
 pub mod image;
 mod judge;
@@ -33,9 +35,11 @@ pub use channel::ChannelInfo;
 pub use config::{ExtraMount, Housekeeping, PoolConfig};
 pub use engine::EngineConfig;
 pub use error::PoolError;
+pub use fleet::{EngineStatus, Fleet};
 pub use judge::{Judge, Verdict, calls_running, list_containers, remove_container, remove_sandbox};
 pub use pool::{
-    Lease, Recreated, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots, validate_user,
+    LOCAL_ENGINE, Lease, Recreated, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots,
+    validate_user,
 };
 pub use sandbox_exec::connect;
 pub use view::{Usage, daemon_view, usage};

@@ -152,6 +152,8 @@ struct State {
 /// A sandbox as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SandboxInfo {
+    /// The engine it runs on (`local` for a pool of one engine).
+    pub engine: String,
     /// The user.
     pub user: String,
     /// Container id.
@@ -192,6 +194,8 @@ mod optional_unix_secs {
 
 struct Inner {
     docker: Docker,
+    /// The engine's name (in metrics and placement); `local` for a pool of one engine.
+    engine: String,
     judge: Judge,
     session: String,
     state: Mutex<State>,
@@ -271,7 +275,18 @@ impl Lease {
             user: self.sandbox.exec_user.clone(),
             session: self.pool.inner.session.clone(),
             pool: self.pool.pool_name(),
+            engine: self.pool.engine().to_owned(),
         }
+    }
+
+    /// The name of the engine the sandbox runs on.
+    pub fn engine(&self) -> &str {
+        self.pool.engine()
+    }
+
+    /// The client of the engine the sandbox runs on.
+    pub fn docker(&self) -> &Docker {
+        self.pool.docker()
     }
 }
 
@@ -307,6 +322,9 @@ impl Drop for Reservation<'_> {
         self.0.state().reserved -= 1;
     }
 }
+
+/// The engine name of a pool made on one Docker client.
+pub const LOCAL_ENGINE: &str = "local";
 
 /// How often a replacement waiting for another pool's calls to end looks again.
 const BUSY_POLL: Duration = Duration::from_millis(250);
@@ -354,6 +372,17 @@ impl SandboxPool {
         config: PoolConfig,
         roots: impl UserRoots + 'static,
     ) -> Result<Self, PoolError> {
+        Self::start_on(LOCAL_ENGINE.to_owned(), docker, config, Arc::new(roots)).await
+    }
+
+    /// As [`SandboxPool::start_with_roots`], on the engine named `engine` (one member of a
+    /// [`Fleet`](crate::Fleet)).
+    pub(crate) async fn start_on(
+        engine: String,
+        docker: Docker,
+        config: PoolConfig,
+        roots: Arc<dyn UserRoots>,
+    ) -> Result<Self, PoolError> {
         for m in &config.extra_mounts {
             if !m.source.exists() {
                 return Err(PoolError::MountSourceMissing {
@@ -361,7 +390,7 @@ impl SandboxPool {
                 });
             }
         }
-        let judge = Judge::new(&docker, config, Arc::new(roots)).await?;
+        let judge = Judge::new(&docker, config, roots).await?;
         if let Some(account) = crate::host::login_account(judge.uid()) {
             warn!(
                 uid = judge.uid(),
@@ -374,6 +403,7 @@ impl SandboxPool {
         let pool = Self {
             inner: Arc::new(Inner {
                 docker,
+                engine,
                 judge,
                 session: uuid::Uuid::new_v4().simple().to_string(),
                 state: Mutex::default(),
@@ -421,7 +451,7 @@ impl SandboxPool {
             }
         }
         for (state, n) in by_state {
-            ::metrics::gauge!(metrics::SANDBOXES, "pool" => self.pool_name(), "state" => state)
+            ::metrics::gauge!(metrics::SANDBOXES, "pool" => self.pool_name(), "engine" => self.engine().to_owned(), "state" => state)
                 .set(n as f64);
         }
     }
@@ -433,6 +463,12 @@ impl SandboxPool {
     /// The Docker client.
     pub fn docker(&self) -> &Docker {
         &self.inner.docker
+    }
+
+    /// The name of the engine its sandboxes run on (`local` unless it is part of a
+    /// [`Fleet`](crate::Fleet)).
+    pub fn engine(&self) -> &str {
+        &self.inner.engine
     }
 
     /// The configuration.
@@ -733,7 +769,7 @@ impl SandboxPool {
         self.state().sandboxes.insert(user.to_owned(), entry);
         drop(slot);
         info!(user, container = %lease.container_id, recreated = ?lease.recreated, "created a sandbox");
-        ::metrics::counter!(metrics::CREATED, "pool" => self.pool_name(), "reason" => metrics::reason(lease.recreated.as_ref())).increment(1);
+        ::metrics::counter!(metrics::CREATED, "pool" => self.pool_name(), "engine" => self.engine().to_owned(), "reason" => metrics::reason(lease.recreated.as_ref())).increment(1);
         self.publish();
         Ok(lease)
     }
@@ -808,6 +844,35 @@ impl SandboxPool {
         true
     }
 
+    /// When the user's sandbox is held here and not known gone: when it was created.
+    pub(crate) fn holds(&self, user: &str) -> Option<Option<SystemTime>> {
+        let state = self.state();
+        let e = state.sandboxes.get(user).filter(|e| e.gone.is_none())?;
+        Some(e.created)
+    }
+
+    /// Users whose sandbox this pool holds in memory.
+    pub(crate) fn users(&self) -> Vec<String> {
+        self.state().sandboxes.keys().cloned().collect()
+    }
+
+    /// Removes the user's sandbox because another engine holds the user too, unless a call
+    /// runs in it (of this pool or another) or the user's lock is taken. Returns whether this
+    /// pool still holds the user.
+    pub(crate) async fn drop_duplicate(&self, user: &str) -> bool {
+        if let Some(_guard) = self.inner.locks.try_lock(user.to_owned())
+            && self.remove_if_idle(user, Duration::ZERO).await
+        {
+            info!(
+                user,
+                engine = self.engine(),
+                "removed a second sandbox of a user held on another engine"
+            );
+            self.publish();
+        }
+        self.state().sandboxes.contains_key(user)
+    }
+
     /// Removes idle sandboxes now (the reaper does this every `reap_interval`). Never one with
     /// a call in flight. Returns the users whose sandbox was removed.
     pub async fn reap_idle(&self) -> Vec<String> {
@@ -826,7 +891,7 @@ impl SandboxPool {
             };
             if self.remove_if_idle(&user, idle).await {
                 info!(user, "reaped an idle sandbox");
-                ::metrics::counter!(metrics::REAPED, "pool" => self.pool_name()).increment(1);
+                ::metrics::counter!(metrics::REAPED, "pool" => self.pool_name(), "engine" => self.engine().to_owned()).increment(1);
                 reaped.push(user);
             }
         }
@@ -982,6 +1047,7 @@ impl SandboxPool {
             .sandboxes
             .iter()
             .map(|(user, e)| SandboxInfo {
+                engine: self.engine().to_owned(),
                 user: user.clone(),
                 container_id: e.container_id.clone(),
                 name: e.name.clone(),
@@ -1049,7 +1115,7 @@ impl events::Listener for Events {
             e.gone = Some(how);
             e.seen_healthy = None;
             drop(state);
-            ::metrics::counter!(metrics::GONE, "pool" => pool.pool_name(), "event" => how.event())
+            ::metrics::counter!(metrics::GONE, "pool" => pool.pool_name(), "engine" => pool.engine().to_owned(), "event" => how.event())
                 .increment(1);
             pool.publish();
         }

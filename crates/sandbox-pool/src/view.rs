@@ -53,9 +53,10 @@ pub async fn usage(docker: &Docker, container: &str) -> Result<Usage, PoolError>
     })
 }
 
-/// This pool's containers as the daemon knows them, with usage when `with_usage`.
+/// This pool's containers as the daemon of `engine` knows them, with usage when `with_usage`.
 pub async fn daemon_view(
     docker: &Docker,
+    engine: &str,
     pool: &str,
     with_usage: bool,
 ) -> Result<Vec<SandboxInfo>, PoolError> {
@@ -91,6 +92,7 @@ pub async fn daemon_view(
             Usage::default()
         };
         list.push(SandboxInfo {
+            engine: engine.to_owned(),
             user: c
                 .labels
                 .as_ref()

@@ -3,12 +3,14 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use sandbox_exec::{ExecClient, ExecRequest, Outcome, OutputCaps, Termination, ToolInput};
-use sandbox_pool::{Recreated, SandboxPool};
+use sandbox_exec::{
+    ExecClient, ExecOptions, ExecRequest, Outcome, OutputCaps, Termination, ToolInput,
+};
+use sandbox_pool::{Fleet, Lease, Recreated};
 use serde_json::Value;
 use tracing::{debug, warn};
 
@@ -39,8 +41,10 @@ const PYTHON_ENV: [(&str, &str); 2] = [
 #[derive(Clone)]
 struct Shared {
     host: Arc<dyn Executor>,
-    pool: SandboxPool,
-    exec: ExecClient,
+    pool: Fleet,
+    exec: ExecOptions,
+    /// One client per engine, made on its first call (an engine's client never changes).
+    execs: Arc<RwLock<Vec<(String, ExecClient)>>>,
     config: ToolsConfig,
     quota: QuotaGate,
 }
@@ -70,9 +74,10 @@ type Ran = Result<(Outcome, Option<Recreated>), String>;
 impl DockerExecutor {
     /// An executor for `user` working in `working_dir` (a host folder, normally inside the
     /// user's root), with default settings.
+    /// `pool` is a [`Fleet`], or one [`SandboxPool`](sandbox_pool::SandboxPool).
     pub fn new(
         host: Arc<dyn Executor>,
-        pool: SandboxPool,
+        pool: impl Into<Fleet>,
         user: impl Into<String>,
         working_dir: impl Into<PathBuf>,
     ) -> Self {
@@ -82,18 +87,18 @@ impl DockerExecutor {
     /// As [`DockerExecutor::new`], with `config`.
     pub fn with_config(
         host: Arc<dyn Executor>,
-        pool: SandboxPool,
+        pool: impl Into<Fleet>,
         config: ToolsConfig,
         user: impl Into<String>,
         working_dir: impl Into<PathBuf>,
     ) -> Self {
-        let exec = ExecClient::new(pool.docker().clone());
         let quota = QuotaGate::new(config.quotas.clone());
         Self {
             shared: Arc::new(Shared {
                 host,
-                pool,
-                exec,
+                pool: pool.into(),
+                exec: ExecOptions::default(),
+                execs: Arc::default(),
                 config,
                 quota,
             }),
@@ -111,9 +116,12 @@ impl DockerExecutor {
         }
     }
 
-    /// Uses `exec` for commands (for example with other kill or drain settings).
-    pub fn with_exec_client(self, exec: ExecClient) -> Self {
-        self.rebuild(|s| s.exec = exec)
+    /// Runs commands with `options` (for example other kill or drain settings).
+    pub fn with_exec_options(self, options: ExecOptions) -> Self {
+        self.rebuild(|s| {
+            s.exec = options;
+            s.execs = Arc::default();
+        })
     }
 
     /// Reads disk usage from `store` (the agent service's own) instead of measuring the
@@ -140,7 +148,27 @@ impl DockerExecutor {
         if !self.wants_channel(&lease) {
             return Ok(false);
         }
-        Ok(lease.open_channel(&self.shared.exec).await.is_some())
+        Ok(lease.open_channel(&self.exec_for(&lease)).await.is_some())
+    }
+
+    /// The exec client of the engine `lease` runs on.
+    fn exec_for(&self, lease: &Lease) -> ExecClient {
+        let execs = &self.shared.execs;
+        let find = |list: &[(String, ExecClient)]| {
+            list.iter()
+                .find(|(engine, _)| engine == lease.engine())
+                .map(|(_, exec)| exec.clone())
+        };
+        if let Some(exec) = find(&execs.read().unwrap_or_else(|e| e.into_inner())) {
+            return exec;
+        }
+        let mut list = execs.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(exec) = find(&list) {
+            return exec;
+        }
+        let exec = ExecClient::with_options(lease.docker().clone(), self.shared.exec.clone());
+        list.push((lease.engine().to_owned(), exec.clone()));
+        exec
     }
 
     /// The user.
@@ -148,12 +176,12 @@ impl DockerExecutor {
         &self.user
     }
 
-    /// The pool.
-    pub fn pool(&self) -> &SandboxPool {
+    /// The pool: its engines and their sandboxes.
+    pub fn pool(&self) -> &Fleet {
         &self.shared.pool
     }
 
-    fn exec_user<'a>(&'a self, lease: &'a sandbox_pool::Lease) -> &'a str {
+    fn exec_user<'a>(&'a self, lease: &'a Lease) -> &'a str {
         self.shared
             .config
             .exec_user
@@ -164,7 +192,7 @@ impl DockerExecutor {
     /// The call's working directory in the container: `/workspace/<relative path>`, or
     /// `/workspace` when it lies outside the user root (compared after resolving links, as
     /// the seed did).
-    fn container_dir(&self, lease: &sandbox_pool::Lease) -> String {
+    fn container_dir(&self, lease: &Lease) -> String {
         let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
         let root = resolve(&lease.user_root);
         let dir = resolve(&self.working_dir);
@@ -210,6 +238,8 @@ impl DockerExecutor {
                         );
                     if unsure || matches!(outcome.termination, Termination::SandboxLost { .. }) {
                         lease.mark_lost();
+                        // The engine may be down or hung: ask it now, not at the next ping.
+                        self.shared.pool.suspect(lease.engine());
                     }
                     return Ok((outcome, lease.recreated.clone()));
                 }
@@ -217,7 +247,16 @@ impl DockerExecutor {
                     // Whatever stopped the exec (sandbox gone, daemon down), the next call
                     // must ask the daemon rather than trust memory.
                     lease.mark_lost();
-                    let retry = attempt == 0 && (e.is_sandbox_gone() || e.is_sandbox_unusable());
+                    // Nothing ran: on an engine that does not answer, the retry goes to the
+                    // user's next engine.
+                    let unreachable = e.is_daemon_unreachable();
+                    if unreachable {
+                        self.shared.pool.report_unreachable(lease.engine(), &e);
+                    }
+                    let retry = attempt == 0
+                        && (e.is_sandbox_gone()
+                            || e.is_sandbox_unusable()
+                            || unreachable && self.shared.pool.spans_engines());
                     if !retry {
                         return Err(format::error_chain(&e));
                     }
@@ -237,7 +276,7 @@ impl DockerExecutor {
 
     /// Whether this user's calls go over the channel: the configuration says so and they run
     /// as the sandbox user (a channel runs everything as the user it was opened for).
-    fn wants_channel(&self, lease: &sandbox_pool::Lease) -> bool {
+    fn wants_channel(&self, lease: &Lease) -> bool {
         self.shared.config.transport == Transport::Channel
             && self.exec_user(lease) == lease.exec_user
     }
@@ -247,10 +286,10 @@ impl DockerExecutor {
     /// or did not take the call (nothing of it ran).
     async fn run_on(
         &self,
-        lease: &sandbox_pool::Lease,
+        lease: &Lease,
         req: ExecRequest,
     ) -> Result<Outcome, sandbox_exec::ExecError> {
-        let exec = &self.shared.exec;
+        let exec = &self.exec_for(lease);
         // Without one open now, this call goes through its exec while the pool opens one.
         let channel = if self.wants_channel(lease) {
             lease.channel(exec)

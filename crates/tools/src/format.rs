@@ -56,18 +56,8 @@ pub fn timed_out(secs: u64) -> String {
     format!("[Error] command timed out after {secs}s")
 }
 
-/// An error and its causes, `a: b: c` (the error types of these crates keep their causes out
-/// of their own messages).
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
+/// An error and its causes, `a: b: c` (one home for every crate: `sandbox-exec`).
+pub use sandbox_exec::error_chain;
 
 /// `[Error] command cancelled by user` (answered with [`EXIT_CANCELLED`]).
 pub fn cancelled() -> &'static str {

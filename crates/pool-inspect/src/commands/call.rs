@@ -6,8 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Result;
-use sandbox_pool::bollard::Docker;
-use sandbox_pool::{Housekeeping, ShutdownPolicy, validate_user};
+use sandbox_pool::{ShutdownPolicy, validate_user};
 use sandbox_tools::{
     CallContext, Executor, OutputChunk, OutputSink, SANDBOX_TOOLS, StreamKind, is_sandbox_tool,
 };
@@ -15,6 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::CallArgs;
+use crate::commands::engines::Target;
 use crate::config::FileConfig;
 use crate::daemon;
 use crate::failure::{EXIT_FAILURE, EXIT_OK, usage};
@@ -93,8 +93,8 @@ fn live_sink() -> Arc<dyn OutputSink> {
 
 /// `call`. Exits 0 when the tool's exit code is 0, else 1 (the tool's own code is printed
 /// on stderr: a shell's `exit 3` is not a failure of `pool-inspect`, but scripts want to know).
-pub async fn call(docker: &Docker, config: &FileConfig, plan: Plan, stream: bool) -> Result<u8> {
-    let pool = daemon::start_pool(docker, config, Housekeeping::Guest).await?;
+pub async fn call(targets: &[Target], config: &FileConfig, plan: Plan, stream: bool) -> Result<u8> {
+    let pool = daemon::start_fleet(targets, config).await?;
     let tools = daemon::executor(&pool, config, &plan.user);
     let cancel = CancellationToken::new();
     let mut ctx = CallContext::new("pool-inspect").with_cancel(cancel.clone());

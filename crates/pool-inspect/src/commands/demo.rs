@@ -161,7 +161,7 @@ async fn conversation(
     config: &FileConfig,
     style: &Style,
 ) -> Result<bool> {
-    let tools = daemon::executor(pool, config, USER);
+    let tools = daemon::executor(&pool.clone().into(), config, USER);
     let mut ok = true;
     // Only a surprise is worth a line of its own.
     let expect = |r: &ToolResult, code: i32| {
@@ -243,8 +243,8 @@ async fn conversation(
     );
 
     style.section(&format!("pool-inspect --pool {POOL} ls"));
-    let list = daemon_view(docker, POOL, true).await?;
-    ls::table(&list).write_to(&mut std::io::stdout().lock(), "  ")?;
+    let list = daemon_view(docker, sandbox_pool::LOCAL_ENGINE, POOL, true).await?;
+    ls::table(&list, false).write_to(&mut std::io::stdout().lock(), "  ")?;
     Ok(ok)
 }
 

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sandbox_pool::EngineConfig;
+use sandbox_pool::bollard::Docker;
 use serde::Serialize;
 
 use crate::config::FileConfig;
-use crate::failure::{EXIT_FAILURE, EXIT_OK};
+use crate::failure::{EXIT_FAILURE, EXIT_OK, usage};
 use crate::table::{Table, or_dash};
 
 /// How long an engine may take to answer before it counts as down.
@@ -38,6 +39,50 @@ fn configured(config: &FileConfig) -> Vec<EngineConfig> {
         return config.engines.clone();
     }
     vec![EngineConfig::new("local", crate::failure::daemon_address())]
+}
+
+/// An engine a command works on, connected.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// How the configuration names it.
+    pub engine: EngineConfig,
+    /// Its client.
+    pub docker: Docker,
+}
+
+/// The engines a command works on (every configured one, or `only`), connected. The implicit
+/// local engine connects as the one daemon always did, so a daemon that is down is explained
+/// the same way.
+pub async fn targets(config: &FileConfig, only: Option<&str>) -> Result<Vec<Target>> {
+    let mut engines = configured(config);
+    if let Some(name) = only {
+        engines.retain(|e| e.name == name);
+        if engines.is_empty() {
+            let names: Vec<String> = configured(config).into_iter().map(|e| e.name).collect();
+            return Err(usage(format!(
+                "no engine {name} in the configuration (engines: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    let mut targets = Vec::new();
+    for engine in engines {
+        let docker = if config.engines.is_empty() {
+            crate::daemon::connect().await?
+        } else {
+            tokio::time::timeout(ANSWER_WITHIN, engine.connect())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "engine {} gave no answer within {}s",
+                        engine.name,
+                        ANSWER_WITHIN.as_secs()
+                    )
+                })??
+        };
+        targets.push(Target { engine, docker });
+    }
+    Ok(targets)
 }
 
 async fn probe(engine: &EngineConfig, pool: &str) -> Row {

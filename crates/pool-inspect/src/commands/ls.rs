@@ -1,11 +1,11 @@
-//! `ls`: this pool's sandboxes as the daemon knows them, with usage.
+//! `ls`: this pool's sandboxes as each engine's daemon knows them, with usage.
 
 use anyhow::Result;
-use sandbox_pool::bollard::Docker;
 use sandbox_pool::{SandboxInfo, daemon_view};
 use serde::Serialize;
 
-use crate::failure::EXIT_OK;
+use crate::commands::engines::Target;
+use crate::failure::{EXIT_FAILURE, EXIT_OK};
 use crate::table::{Table, human_bytes, human_opt_duration, or_dash, short_id, since};
 
 /// One sandbox in `ls --json`: the library's view plus the idle time in seconds.
@@ -17,9 +17,25 @@ struct Row {
     idle_secs: Option<u64>,
 }
 
-/// `ls`.
-pub async fn ls(docker: &Docker, pool: &str, json: bool) -> Result<u8> {
-    let list = daemon_view(docker, pool, true).await?;
+/// `ls`: every engine's sandboxes, grouped by engine. An engine that does not answer is
+/// said on stderr, and `ls` exits 1 after listing the others.
+pub async fn ls(targets: &[Target], pool: &str, json: bool) -> Result<u8> {
+    let mut list = Vec::new();
+    let mut code = EXIT_OK;
+    for t in targets {
+        match daemon_view(&t.docker, &t.engine.name, pool, true).await {
+            Ok(found) => list.extend(found),
+            Err(e) if targets.len() > 1 => {
+                eprintln!(
+                    "pool-inspect: engine {}: {:#}",
+                    t.engine.name,
+                    anyhow::Error::new(e)
+                );
+                code = EXIT_FAILURE;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     if json {
         let rows: Vec<Row> = list
             .into_iter()
@@ -30,18 +46,18 @@ pub async fn ls(docker: &Docker, pool: &str, json: bool) -> Result<u8> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        let table = table(&list);
+        let table = table(&list, targets.len() > 1);
         table.print()?;
         if table.is_empty() {
             println!("(no sandboxes in pool {pool})");
         }
     }
-    Ok(EXIT_OK)
+    Ok(code)
 }
 
 /// The `ls` table (the demo prints it too).
-pub fn table(list: &[SandboxInfo]) -> Table {
-    let mut table = Table::new([
+pub fn table(list: &[SandboxInfo], by_engine: bool) -> Table {
+    let mut headers = vec![
         "USER",
         "CONTAINER",
         "STATE",
@@ -50,9 +66,13 @@ pub fn table(list: &[SandboxInfo]) -> Table {
         "CALLS",
         "MEMORY",
         "PIDS",
-    ]);
+    ];
+    if by_engine {
+        headers.insert(0, "ENGINE");
+    }
+    let mut table = Table::new(headers);
     for s in list {
-        table.row([
+        let mut row = vec![
             s.user.clone(),
             short_id(&s.container_id).to_owned(),
             s.state.clone(),
@@ -61,7 +81,11 @@ pub fn table(list: &[SandboxInfo]) -> Table {
             or_dash(s.calls_in_flight),
             human_bytes(s.memory_bytes),
             or_dash(s.pids),
-        ]);
+        ];
+        if by_engine {
+            row.insert(0, s.engine.clone());
+        }
+        table.row(row);
     }
     table
 }

@@ -18,7 +18,7 @@ pub async fn reap(docker: &Docker, config: &FileConfig) -> Result<u8> {
     let pool = &config.pool.name_prefix;
     let idle_timeout = config.pool.idle_timeout;
     let mut removed = 0;
-    for s in daemon_view(docker, pool, false).await? {
+    for s in daemon_view(docker, sandbox_pool::LOCAL_ENGINE, pool, false).await? {
         // Stopped ones are `gc`'s; unknown activity or calls are never reaped.
         if s.state != "running" || s.calls_in_flight != Some(0) {
             continue;

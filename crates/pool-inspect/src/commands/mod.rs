@@ -3,7 +3,7 @@
 
 mod call;
 mod demo;
-mod engines;
+pub(crate) mod engines;
 mod image;
 mod ls;
 mod maintenance;
@@ -13,6 +13,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command, ImageCommand};
 use crate::daemon;
+use crate::failure::EXIT_OK;
 
 /// Runs the command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -26,25 +27,50 @@ pub async fn run(cli: Cli) -> Result<u8> {
     if let Command::Engines { json } = cli.command {
         return engines::engines(&config, json).await;
     }
-    let docker = daemon::connect().await?;
+    if let Command::Demo = cli.command {
+        // Its own embedded configuration, on the local daemon.
+        return demo::demo(&daemon::connect().await?).await;
+    }
+    let targets = engines::targets(&config, cli.global.engine.as_deref()).await?;
     let pool = config.pool.name_prefix.as_str();
-    match cli.command {
-        Command::Engines { .. } => unreachable!("answered before connecting"),
-        Command::Ls { json } => ls::ls(&docker, pool, json).await,
-        Command::Show { user, json } => show::show(&docker, &config, &user, json).await,
+    match &cli.command {
+        Command::Ls { json } => return ls::ls(&targets, pool, *json).await,
+        Command::Show { user, json } => {
+            let target = show::locate(&targets, pool, user).await?;
+            return show::show(&target.docker, &config, user, *json).await;
+        }
         Command::Call(a) => {
             let plan = call_plan.expect("planned above for every call");
-            call::call(&docker, &config, plan, a.stream).await
+            return call::call(&targets, &config, plan, a.stream).await;
         }
-        Command::Reap => maintenance::reap(&docker, &config).await,
-        Command::Gc { dry_run } => maintenance::gc(&docker, &config, dry_run).await,
-        Command::Rm { user } => maintenance::rm(&docker, &config, &user).await,
-        Command::Image(ImageCommand::Build { runner, tag_file }) => {
-            image::build(&docker, &config.image, runner, tag_file).await
-        }
-        Command::Image(ImageCommand::Status { runner, json }) => {
-            image::status(&docker, &config.image, runner, json).await
-        }
-        Command::Demo => demo::demo(&docker).await,
+        _ => {}
     }
+    // The rest works on each engine in turn; the worst exit code wins.
+    let mut code = EXIT_OK;
+    for target in &targets {
+        if targets.len() > 1 {
+            println!("engine {}:", target.engine.name);
+        }
+        let docker = &target.docker;
+        let done = match &cli.command {
+            Command::Reap => maintenance::reap(docker, &config).await?,
+            Command::Gc { dry_run } => maintenance::gc(docker, &config, *dry_run).await?,
+            Command::Rm { user } => maintenance::rm(docker, &config, user).await?,
+            Command::Image(ImageCommand::Build { runner, tag_file }) => {
+                image::build(docker, &config.image, runner.clone(), tag_file.clone()).await?
+            }
+            Command::Image(ImageCommand::Status { runner, json }) => {
+                image::status(docker, &config.image, runner.clone(), *json).await?
+            }
+            Command::Engines { .. }
+            | Command::Demo
+            | Command::Ls { .. }
+            | Command::Show { .. }
+            | Command::Call(_) => {
+                unreachable!("answered above")
+            }
+        };
+        code = code.max(done);
+    }
+    Ok(code)
 }

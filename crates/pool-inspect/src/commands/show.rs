@@ -13,6 +13,7 @@ use sandbox_pool::{Usage, usage, validate_user};
 use sandbox_tools::Transport;
 use serde::Serialize;
 
+use crate::commands::engines::Target;
 use crate::config::FileConfig;
 use crate::daemon::{self, container_name};
 use crate::failure::{EXIT_OK, usage as usage_error};
@@ -137,6 +138,19 @@ struct Mount {
     target: String,
     read_only: bool,
     kind: String,
+}
+
+/// The engine holding `user`'s sandbox (the first that does), else the first engine (which
+/// then says the user has none).
+pub async fn locate<'a>(targets: &'a [Target], pool: &str, user: &str) -> Result<&'a Target> {
+    validate_user(user).map_err(|e| usage_error(e.to_string()))?;
+    let name = format!("{pool}-{user}");
+    for t in targets {
+        if t.docker.inspect_container(&name, None).await.is_ok() {
+            return Ok(t);
+        }
+    }
+    Ok(&targets[0])
 }
 
 /// `show USER`.
