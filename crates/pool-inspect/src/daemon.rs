@@ -42,7 +42,7 @@ pub async fn start_pool(
 /// service's does.
 pub async fn start_fleet(targets: &[Target], config: &FileConfig) -> Result<Fleet> {
     if let [one] = targets {
-        return Ok(start_pool(&one.docker, config, Housekeeping::Guest)
+        return Ok(start_pool(one.docker()?, config, Housekeeping::Guest)
             .await?
             .into());
     }

@@ -747,3 +747,50 @@ fn engines_reports_each_configured_engine_and_fails_when_one_does_not_answer() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("\"name\": \"local\""), "{stdout}");
 }
+
+#[test]
+fn commands_work_per_engine_and_a_call_lands_on_an_engine_that_answers() {
+    let pool = TestPool::new("per_engine");
+    let config = pool.write_config(
+        "two.toml",
+        "per_engine",
+        &image(),
+        &format!(
+            "\n[[engines]]\nname = \"main\"\nhost = \"unix:///var/run/docker.sock\"\n\n\
+             [[engines]]\nname = \"gone\"\nhost = \"unix://{}\"\n",
+            pool.dir.path().join("no-daemon.sock").display()
+        ),
+    );
+    // One engine of two is down: the call is placed on the other whatever the user's ranking.
+    let (code, stdout, stderr) = output(pool.cmd_with(
+        &config,
+        &["call", USER, "shell", r#"{"command": "echo placed"}"#],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("placed"), "{stdout}");
+    let (code, stdout, stderr) =
+        output(pool.cmd_with(&config, &["--engine", "main", "ls", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<Value> = serde_json::from_str(&stdout).expect("JSON only");
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert_eq!(
+        (rows[0]["engine"].as_str(), rows[0]["user"].as_str()),
+        (Some("main"), Some(USER))
+    );
+    // Every engine: the table has an engine column, and the one down is said and fails `ls`.
+    let (code, stdout, stderr) = output(pool.cmd_with(&config, &["ls"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.starts_with("ENGINE ") && stdout.contains("main"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("engine gone"), "{stderr}");
+    // An engine the configuration does not name is a usage error.
+    let (code, _, stderr) = output(pool.cmd_with(&config, &["--engine", "nope", "ls"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no engine nope"), "{stderr}");
+    let (code, _, stderr) = output(pool.cmd_with(&config, &["--engine", "main", "rm", USER]));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, stdout, _) = output(pool.cmd_with(&config, &["--engine", "main", "ls", "--json"]));
+    assert_eq!(stdout.trim(), "[]");
+}

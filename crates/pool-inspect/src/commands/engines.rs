@@ -41,18 +41,27 @@ fn configured(config: &FileConfig) -> Vec<EngineConfig> {
     vec![EngineConfig::new("local", crate::failure::daemon_address())]
 }
 
-/// An engine a command works on, connected.
+/// An engine a command works on.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// How the configuration names it.
     pub engine: EngineConfig,
-    /// Its client.
-    pub docker: Docker,
+    /// Its client, or why it has none (it did not answer).
+    pub docker: Result<Docker, String>,
 }
 
-/// The engines a command works on (every configured one, or `only`), connected. The implicit
-/// local engine connects as the one daemon always did, so a daemon that is down is explained
-/// the same way.
+impl Target {
+    /// Its client, or the error that it does not answer.
+    pub fn docker(&self) -> Result<&Docker> {
+        self.docker
+            .as_ref()
+            .map_err(|why| anyhow::anyhow!("engine {}: {why}", self.engine.name))
+    }
+}
+
+/// The engines a command works on (every configured one, or `only`), connected where they
+/// answer. The implicit local engine connects as the one daemon always did: a daemon that is
+/// down is then the command's error, explained the same way.
 pub async fn targets(config: &FileConfig, only: Option<&str>) -> Result<Vec<Target>> {
     let mut engines = configured(config);
     if let Some(name) = only {
@@ -65,24 +74,25 @@ pub async fn targets(config: &FileConfig, only: Option<&str>) -> Result<Vec<Targ
             )));
         }
     }
-    let mut targets = Vec::new();
-    for engine in engines {
-        let docker = if config.engines.is_empty() {
-            crate::daemon::connect().await?
-        } else {
-            tokio::time::timeout(ANSWER_WITHIN, engine.connect())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "engine {} gave no answer within {}s",
-                        engine.name,
-                        ANSWER_WITHIN.as_secs()
-                    )
-                })??
-        };
-        targets.push(Target { engine, docker });
+    if config.engines.is_empty() {
+        let docker = crate::daemon::connect().await?;
+        return Ok(engines
+            .into_iter()
+            .map(|engine| Target {
+                engine,
+                docker: Ok(docker.clone()),
+            })
+            .collect());
     }
-    Ok(targets)
+    let connect = |engine: EngineConfig| async move {
+        let docker = match tokio::time::timeout(ANSWER_WITHIN, engine.connect()).await {
+            Ok(Ok(docker)) => Ok(docker),
+            Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::new(e))),
+            Err(_) => Err(format!("no answer within {}s", ANSWER_WITHIN.as_secs())),
+        };
+        Target { engine, docker }
+    };
+    Ok(futures_util::future::join_all(engines.into_iter().map(connect)).await)
 }
 
 async fn probe(engine: &EngineConfig, pool: &str) -> Row {

@@ -23,17 +23,19 @@ pub async fn ls(targets: &[Target], pool: &str, json: bool) -> Result<u8> {
     let mut list = Vec::new();
     let mut code = EXIT_OK;
     for t in targets {
-        match daemon_view(&t.docker, &t.engine.name, pool, true).await {
+        let found = match t.docker() {
+            Ok(docker) => daemon_view(docker, &t.engine.name, pool, true)
+                .await
+                .map_err(|e| anyhow::Error::new(e).context(format!("engine {}", t.engine.name))),
+            Err(e) => Err(e),
+        };
+        match found {
             Ok(found) => list.extend(found),
             Err(e) if targets.len() > 1 => {
-                eprintln!(
-                    "pool-inspect: engine {}: {:#}",
-                    t.engine.name,
-                    anyhow::Error::new(e)
-                );
+                eprintln!("pool-inspect: {e:#}");
                 code = EXIT_FAILURE;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     if json {

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command, ImageCommand};
 use crate::daemon;
-use crate::failure::EXIT_OK;
+use crate::failure::{EXIT_FAILURE, EXIT_OK};
 
 /// Runs the command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -36,8 +36,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Ls { json } => return ls::ls(&targets, pool, *json).await,
         Command::Show { user, json } => {
-            let target = show::locate(&targets, pool, user).await?;
-            return show::show(&target.docker, &config, user, *json).await;
+            let docker = show::locate(&targets, pool, user).await?;
+            return show::show(docker, &config, user, *json).await;
         }
         Command::Call(a) => {
             let plan = call_plan.expect("planned above for every call");
@@ -51,7 +51,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
         if targets.len() > 1 {
             println!("engine {}:", target.engine.name);
         }
-        let docker = &target.docker;
+        let docker = match target.docker() {
+            Ok(docker) => docker,
+            Err(e) => {
+                eprintln!("pool-inspect: {e:#}");
+                code = EXIT_FAILURE;
+                continue;
+            }
+        };
         let done = match &cli.command {
             Command::Reap => maintenance::reap(docker, &config).await?,
             Command::Gc { dry_run } => maintenance::gc(docker, &config, *dry_run).await?,

@@ -140,17 +140,24 @@ struct Mount {
     kind: String,
 }
 
-/// The engine holding `user`'s sandbox (the first that does), else the first engine (which
-/// then says the user has none).
-pub async fn locate<'a>(targets: &'a [Target], pool: &str, user: &str) -> Result<&'a Target> {
+/// The client of the engine holding `user`'s sandbox (the first that answers and does), else
+/// of the first engine that answers (which then says the user has none).
+pub async fn locate<'a>(targets: &'a [Target], pool: &str, user: &str) -> Result<&'a Docker> {
     validate_user(user).map_err(|e| usage_error(e.to_string()))?;
     let name = format!("{pool}-{user}");
-    for t in targets {
-        if t.docker.inspect_container(&name, None).await.is_ok() {
-            return Ok(t);
+    let answering: Vec<&Docker> = targets
+        .iter()
+        .filter_map(|t| t.docker.as_ref().ok())
+        .collect();
+    for docker in &answering {
+        if docker.inspect_container(&name, None).await.is_ok() {
+            return Ok(docker);
         }
     }
-    Ok(&targets[0])
+    match answering.first() {
+        Some(docker) => Ok(docker),
+        None => targets[0].docker(),
+    }
 }
 
 /// `show USER`.
