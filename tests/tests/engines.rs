@@ -193,6 +193,7 @@ async fn users_spread_by_the_hash_stay_put_across_restarts_and_an_added_engine_t
 #[derive(Debug)]
 struct Answer {
     user: String,
+    at: Instant,
     took: Duration,
     exit_code: i32,
     content: String,
@@ -247,6 +248,7 @@ async fn an_engine_killed_and_one_frozen_under_load_every_call_is_answered_and_u
                         .await;
                     answers.push(Answer {
                         user: t.user().to_owned(),
+                        at: Instant::now(),
                         took: started.elapsed(),
                         exit_code: r.exit_code,
                         content: r.content,
@@ -258,10 +260,13 @@ async fn an_engine_killed_and_one_frozen_under_load_every_call_is_answered_and_u
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let crashed = Instant::now();
     e.daemons[0].crash();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let frozen = Instant::now();
     e.daemons[1].freeze();
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Long enough for a call caught on the frozen engine to end and the next to run elsewhere.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     stop.cancel();
     let answers: Vec<Answer> = join_all(load)
         .await
@@ -275,6 +280,21 @@ async fn an_engine_killed_and_one_frozen_under_load_every_call_is_answered_and_u
         answers.len(),
         failed.len()
     );
+    // From each failure to the first call of that engine's users that started after it and
+    // was answered elsewhere.
+    for (engine, since) in [("e0", crashed), ("e1", frozen)] {
+        let served: Vec<Duration> = users
+            .iter()
+            .filter(|u| rank(u, &engines)[0].name == engine)
+            .filter_map(|u| {
+                answers
+                    .iter()
+                    .find(|a| &a.user == u && a.exit_code == 0 && a.at > since + a.took)
+                    .map(|a| a.at - since)
+            })
+            .collect();
+        eprintln!("{engine} failed: its users served elsewhere after {served:?}");
+    }
     for a in &answers {
         // The call's own 3 s; one caught running on the frozen engine then tries its kill,
         // which is bounded (the in-band order's 1.3 s, then 2 s for the daemon to start a kill
