@@ -82,7 +82,7 @@ impl std::fmt::Debug for Bench {
 /// The agent service's host executor, reduced to what the bench needs: it offers the
 /// sandbox tools (so `DockerExecutor` routes them to the container) and nothing else.
 #[derive(Debug)]
-struct SandboxToolsOnly;
+pub(crate) struct SandboxToolsOnly;
 
 #[async_trait]
 impl Executor for SandboxToolsOnly {

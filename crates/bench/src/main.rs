@@ -8,6 +8,7 @@
 
 mod bench;
 mod cpu;
+mod fleet;
 mod floor;
 mod memory;
 mod report;
@@ -27,6 +28,9 @@ use futures_util::FutureExt;
 use sandbox_pool::ShutdownPolicy;
 
 use crate::bench::{Bench, sweep};
+
+/// The fleet's workloads (issue #12), run after the others on extra daemons of their own.
+const ENGINES: &str = "engines";
 
 /// Speed of the sandbox library against the seed's way and the raw Engine API.
 #[derive(Debug, Parser)]
@@ -139,8 +143,11 @@ async fn run(cli: Cli) -> Result<bool> {
         .await
         .context("the seed's way needs the docker CLI")?;
     for name in &cli.only {
-        if !workloads::ALL.contains(&name.as_str()) {
-            bail!("no workload {name}; known: {}", workloads::ALL.join(", "));
+        if !workloads::ALL.contains(&name.as_str()) && name != ENGINES {
+            bail!(
+                "no workload {name}; known: {}, {ENGINES}",
+                workloads::ALL.join(", ")
+            );
         }
     }
 
@@ -254,7 +261,25 @@ async fn workloads_and_report(
     if let Err(e) = bench.pool.shutdown(ShutdownPolicy::Remove).await {
         eprintln!("sandbox-bench: pool shutdown: {e}");
     }
-    let table = report::markdown(&rows, &machine, &failures);
+    let mut fleet_rows = Vec::new();
+    if cli.only.is_empty() || cli.only.iter().any(|o| o == ENGINES) {
+        match fleet::run(image, run_name, users, quick).await {
+            Ok(rows) => fleet_rows = rows,
+            Err(e) => {
+                eprintln!("  {ENGINES} FAILED: {e:#}");
+                failures.push((ENGINES.to_owned(), format!("{e:#}")));
+            }
+        }
+    }
+    let mut table = report::markdown(&rows, &machine, &failures);
+    if !fleet_rows.is_empty() {
+        table.push_str(&fleet::markdown(&fleet_rows));
+        std::fs::create_dir_all(&cli.out_dir)?;
+        std::fs::write(
+            cli.out_dir.join("fleet.json"),
+            serde_json::to_string_pretty(&fleet_rows)? + "\n",
+        )?;
+    }
     println!("{table}");
     report::write(&cli.out_dir, &rows, &machine, &table)?;
     eprintln!(
