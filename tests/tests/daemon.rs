@@ -287,7 +287,7 @@ async fn an_engine_over_tcp_with_tls_answers_only_with_a_client_certificate_of_i
         .port();
     let host = format!("tcp://127.0.0.1:{port}");
     let arg = |p: &std::path::Path| p.display().to_string();
-    let _daemon = SecondDaemon::start_with(vec![
+    let daemon = SecondDaemon::start_with(vec![
         "--tlsverify".to_owned(),
         format!("--tlscacert={}", arg(&ca)),
         format!("--tlscert={}", arg(&server)),
@@ -299,6 +299,40 @@ async fn an_engine_over_tcp_with_tls_answers_only_with_a_client_certificate_of_i
     let engine = sandbox_pool::EngineConfig::new("tls", &host).with_tls(&ca, &client, &client_key);
     let docker = engine.connect().await.expect("the engine answers");
     docker.ping().await.expect("ping over TLS");
+
+    // Sandboxes on it: calls through an exec, then over the channel (one attached exec held
+    // open over TLS).
+    daemon.load_image(&image()).await;
+    let users = tempfile::tempdir().expect("users");
+    let fleet = sandbox_pool::Fleet::start_with_roots(
+        vec![engine.clone()],
+        pool_config("tls_engine"),
+        users.path().to_path_buf(),
+    )
+    .await
+    .expect("a fleet on the TLS engine");
+    let root = users.path().join("u");
+    std::fs::create_dir_all(&root).expect("root");
+    chown_to_sandbox(&root);
+    let tools = DockerExecutor::new(Arc::new(FakeHost::all()), fleet.clone(), "u", root);
+    let ctx = CallContext::new("t");
+    let r = tools
+        .call_tool("shell", json!({"command": "echo over tls"}), &ctx)
+        .await;
+    assert_eq!(r.content, "[stdout]\nover tls\n[exit 0]", "{r:?}");
+    assert!(
+        tools.warm_up().await.expect("sandbox"),
+        "the channel opens over TLS"
+    );
+    let r = tools
+        .call_tool("read", json!({"path": "/etc/hostname"}), &ctx)
+        .await;
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    assert_eq!(fleet.snapshot()[0].engine, "tls");
+    fleet
+        .shutdown(sandbox_pool::ShutdownPolicy::Remove)
+        .await
+        .expect("shutdown");
 
     for (who, engine) in [
         (

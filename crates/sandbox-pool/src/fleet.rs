@@ -384,30 +384,35 @@ impl Fleet {
     /// The user's sandbox, made, adopted or repaired on their engine, leased for one call.
     pub async fn acquire(&self, user: &str) -> Result<Lease, PoolError> {
         validate_user(user)?;
-        if let Some(m) = self.home(user)
-            && let Some(leased) = self.acquire_on(m, user).await
-        {
-            return leased;
+        if let Some(m) = self.home(user) {
+            match self.acquire_on(m, user).await {
+                Err(e) if e.is_daemon_unreachable() && self.spans_engines() => {}
+                leased => return leased,
+            }
         }
         let _guard = self.inner.locks.lock(user.to_owned()).await;
         // Placed by a call that held the lock before us.
-        if let Some(m) = self.home(user)
-            && let Some(leased) = self.acquire_on(m, user).await
-        {
-            return leased;
+        if let Some(m) = self.home(user) {
+            match self.acquire_on(m, user).await {
+                Err(e) if e.is_daemon_unreachable() && self.spans_engines() => {}
+                leased => return leased,
+            }
         }
         self.place(user).await
     }
 
-    /// `None` when `m` turned out not to answer (it is marked down).
-    async fn acquire_on(&self, m: &Member, user: &str) -> Option<Result<Lease, PoolError>> {
-        match m.pool()?.acquire(user).await {
-            Err(e) if e.is_daemon_unreachable() => {
-                self.mark_down(m, &e);
-                None
-            }
-            leased => Some(leased),
+    /// Leases the user's sandbox on `m`; an engine found not answering is marked down.
+    async fn acquire_on(&self, m: &Member, user: &str) -> Result<Lease, PoolError> {
+        let Some(pool) = m.pool() else {
+            return Err(self.no_engine());
+        };
+        let leased = pool.acquire(user).await;
+        if let Err(e) = &leased
+            && e.is_daemon_unreachable()
+        {
+            self.mark_down(m, e);
         }
+        leased
     }
 
     /// A new sandbox on the first engine of the user's ranking that answers and has room.
@@ -429,15 +434,17 @@ impl Fleet {
         let mut last = None;
         for m in candidates {
             match self.acquire_on(m, user).await {
-                Some(Ok(lease)) => {
+                Ok(lease) => {
                     if !std::ptr::eq(m, ranked[0]) {
                         info!(user, engine = %m.engine.name, first_choice = %ranked[0].engine.name, "placed on a later engine of the user's ranking");
                     }
                     return Ok(lease);
                 }
-                Some(Err(e @ PoolError::PoolFull { .. })) => last = Some(e),
-                Some(Err(e)) => return Err(e),
-                None => {}
+                // Full, or not answering: the next engine.
+                Err(e) if matches!(e, PoolError::PoolFull { .. }) || e.is_daemon_unreachable() => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| self.no_engine()))
