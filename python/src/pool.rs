@@ -106,7 +106,7 @@ impl PySandboxPool {
         pool: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let config = configure(config, tools.as_ref(), pool.as_ref())?;
-        let pool_config = config.pool.clone();
+        let pool_config = config.pool_config();
         let engines = config.engines.clone();
         let started = py.detach(|| {
             runtime().block_on(async {

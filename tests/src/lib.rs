@@ -406,6 +406,17 @@ impl Drop for TestPool {
                 .expect("a runtime for cleanup")
                 .block_on(sweep),
         }
+        unmount_disks_under(self.users.path());
+    }
+}
+
+/// Unmounts every user disk under `dir` (a test's users folder), whatever the test did: a
+/// mount left behind keeps its loop device, and the folder could not go.
+pub fn unmount_disks_under(dir: &std::path::Path) {
+    for at in sandbox_pool::disk::our_mounts() {
+        if at.starts_with(dir) {
+            let _ = sandbox_pool::disk::unmount(&at);
+        }
     }
 }
 

@@ -31,7 +31,7 @@ pub async fn start_pool(
 ) -> Result<SandboxPool> {
     let pool = PoolConfig {
         housekeeping,
-        ..config.pool.clone()
+        ..config.pool_config()
     };
     SandboxPool::start(docker.clone(), pool)
         .await
@@ -48,7 +48,7 @@ pub async fn start_fleet(targets: &[Target], config: &FileConfig) -> Result<Flee
     }
     let pool = PoolConfig {
         housekeeping: Housekeeping::Guest,
-        ..config.pool.clone()
+        ..config.pool_config()
     };
     let engines = targets.iter().map(|t| t.engine.clone()).collect();
     Fleet::start(engines, pool)
@@ -68,6 +68,15 @@ pub fn executor(pool: &Fleet, config: &FileConfig, user: &str) -> DockerExecutor
     )
 }
 
+/// Unmounts the user's own filesystem after their sandbox was removed, as the pool does (a
+/// root that is not one is left alone). The image, and the user's files, stay.
+pub fn release_disk(config: &FileConfig, user: &str) {
+    let root = config.pool.users_root().join(user);
+    if let Err(e) = sandbox_pool::disk::unmount(&root) {
+        eprintln!("pool-inspect: {:#}", anyhow::Error::new(e));
+    }
+}
+
 /// `<prefix>-<user>`, the container name the pool gives a user's sandbox.
 pub fn container_name(config: &FileConfig, user: &str) -> String {
     format!("{}-{user}", config.pool.name_prefix)
@@ -76,7 +85,7 @@ pub fn container_name(config: &FileConfig, user: &str) -> String {
 /// The pool's judgement of its containers, from the daemon alone (no pool is started).
 pub async fn judge(docker: &Docker, config: &FileConfig) -> Result<Judge> {
     let roots = Arc::new(config.pool.users_root());
-    Ok(Judge::new(docker, config.pool.clone(), roots).await?)
+    Ok(Judge::new(docker, config.pool_config(), roots).await?)
 }
 
 /// The user a container belongs to, from its label.

@@ -189,6 +189,12 @@ impl Drop for TestPool {
                 }
             }
         });
+        // User disks the test left mounted (its temporary folder could not go otherwise).
+        for at in sandbox_pool::disk::our_mounts() {
+            if at.starts_with(self.dir.path()) {
+                let _ = sandbox_pool::disk::unmount(&at);
+            }
+        }
     }
 }
 
@@ -793,4 +799,63 @@ fn commands_work_per_engine_and_a_call_lands_on_an_engine_that_answers() {
     assert_eq!(code, 0, "{stderr}");
     let (_, stdout, _) = output(pool.cmd_with(&config, &["--engine", "main", "ls", "--json"]));
     assert_eq!(stdout.trim(), "[]");
+}
+
+#[test]
+fn show_says_which_quota_is_in_force_and_its_usage_matches_du() {
+    let pool = TestPool::new("disk");
+    let config = pool.write_config(
+        "disk.toml",
+        "disk",
+        &image(),
+        "\n[tools.quotas]\ndisk_bytes_per_user = \"16MiB\"\n",
+    );
+    let (code, _, stderr) = output(pool.cmd_with(
+        &config,
+        &[
+            "call",
+            USER,
+            "shell",
+            r#"{"command": "dd if=/dev/zero of=f bs=1M count=3 2>/dev/null"}"#,
+        ],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = output(pool.cmd_with(&config, &["show", USER, "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let shown: Value = serde_json::from_str(&stdout).expect("JSON");
+    let disk = &shown["disk"];
+    assert_eq!(disk["enforce"], "filesystem", "{disk}");
+    assert_eq!(disk["quota_bytes"], 16 << 20);
+    let root = pool.users_root().join(USER);
+    let du = std::process::Command::new("du")
+        .args(["-s", "-B1"])
+        .arg(&root)
+        .output()
+        .expect("du");
+    let du: u64 = String::from_utf8_lossy(&du.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("du's number");
+    let used = disk["used_bytes"].as_u64().expect("used");
+    assert!(used.abs_diff(du) < 1 << 20, "show {used}, du {du}");
+    let (_, table, _) = output(pool.cmd_with(&config, &["show", USER]));
+    assert!(table.contains("filesystem of the quota's size"), "{table}");
+    // Removed: the user's disk is unmounted, its image (and the file) stays.
+    let (code, _, stderr) = output(pool.cmd_with(&config, &["rm", USER]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(sandbox_pool::disk::mounted_from(&root), None);
+    assert!(sandbox_pool::disk::image_of(&root).exists());
+    // Without a quota: none; with `disk_enforce = "gate"`: the gate alone.
+    let gate = pool.write_config(
+        "gate.toml",
+        "disk",
+        &image(),
+        "disk_enforce = \"gate\"\n\n[tools.quotas]\ndisk_bytes_per_user = \"16MiB\"\n",
+    );
+    let (_, _, _) =
+        output(pool.cmd_with(&gate, &["call", "u2", "shell", r#"{"command": "true"}"#]));
+    let (_, stdout, stderr) = output(pool.cmd_with(&gate, &["show", "u2", "--json"]));
+    let shown: Value = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stderr}"));
+    assert_eq!(shown["disk"]["enforce"], "gate", "{stdout}");
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+pub use crate::disk::Enforce;
+
 /// Default image: `zcbot-sandbox:latest` (what `just image` builds and tags).
 pub const DEFAULT_IMAGE: &str = "zcbot-sandbox:latest";
 /// Default container name prefix: `zcbot-sandbox` (containers are `<prefix>-<user>`).
@@ -134,6 +136,14 @@ pub struct PoolConfig {
     pub housekeeping: Housekeeping,
     /// Extra labels on every container.
     pub labels: BTreeMap<String, String>,
+    /// Bytes each user root may hold (`None`: no limit). With [`Enforce::Filesystem`] each
+    /// user root is a filesystem of this size ([`crate::disk`]); the file tools' gate checks
+    /// the same limit (a configuration file's `[tools.quotas] disk_bytes_per_user` sets it
+    /// when this is not set).
+    pub disk_quota: Option<ByteSize>,
+    /// How the disk quota is enforced: `auto` (the default: a filesystem per user where the
+    /// pool runs as root with loop devices, else the gate), `filesystem` or `gate`.
+    pub disk_enforce: Enforce,
     /// Folder holding one user root per user (`<users_root>/<user>`), used when the pool is
     /// not given a mapping of its own.
     pub users_root: Option<PathBuf>,
@@ -165,12 +175,21 @@ impl Default for PoolConfig {
             engine_ping_timeout: DEFAULT_ENGINE_PING,
             housekeeping: Housekeeping::default(),
             labels: BTreeMap::new(),
+            disk_quota: None,
+            disk_enforce: Enforce::default(),
             users_root: None,
         }
     }
 }
 
 impl PoolConfig {
+    /// The size of each user's filesystem when the quota is enforced by one here, else
+    /// `None` (no quota, or the gate alone).
+    pub fn disk_filesystem(&self) -> Option<u64> {
+        let bytes = self.disk_quota.map(|q| q.as_u64()).filter(|&b| b > 0)?;
+        (self.disk_enforce.resolve() == Enforce::Filesystem).then_some(bytes)
+    }
+
     /// The folder holding one root per user: `users_root`, or by default
     /// `/var/lib/<name_prefix>/users`.
     pub fn users_root(&self) -> PathBuf {

@@ -69,6 +69,20 @@ pub enum PoolError {
         /// What is wrong.
         reason: String,
     },
+    /// The user root's own filesystem could not be made, resized or mounted.
+    #[error("the disk of user {user}")]
+    Disk {
+        /// The user.
+        user: String,
+        /// What failed.
+        #[source]
+        source: crate::disk::DiskError,
+    },
+    /// `disk_enforce = "filesystem"` where filesystems cannot be mounted.
+    #[error(
+        "disk_enforce is \"filesystem\" but this process cannot loop-mount (it must run as root on a host with /dev/loop-control); use \"auto\" or \"gate\""
+    )]
+    DiskUnavailable,
     /// An engine did not answer within the time it is given (a daemon that hangs).
     #[error("engine {engine} at {host} gave no answer within {}", humantime::format_duration(*.within))]
     EngineNoAnswer {

@@ -16,6 +16,7 @@
 
 mod channel;
 pub mod config;
+pub mod disk;
 pub mod engine;
 mod error;
 mod events;

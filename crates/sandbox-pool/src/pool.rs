@@ -390,6 +390,9 @@ impl SandboxPool {
                 });
             }
         }
+        if config.disk_enforce == crate::disk::Enforce::Filesystem && !crate::disk::can_mount() {
+            return Err(PoolError::DiskUnavailable);
+        }
         let judge = Judge::new(&docker, config, roots).await?;
         if let Some(account) = crate::host::login_account(judge.uid()) {
             warn!(
@@ -729,6 +732,9 @@ impl SandboxPool {
         let slot = self.reserve(user).await?;
         let root = self.user_root(user);
         prepare_root(user, &root, self.sandbox_uid())?;
+        if let Some(size) = self.config().disk_filesystem() {
+            self.mount_disk(user, &root, size).await?;
+        }
         let body = self.container_body(user, &root);
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         let created = match self
@@ -914,7 +920,55 @@ impl SandboxPool {
         }
     }
 
+    /// Mounts the user's own filesystem at `root` (made or resized first), for the sandbox
+    /// uid alone.
+    async fn mount_disk(&self, user: &str, root: &Path, size: u64) -> Result<(), PoolError> {
+        let (owned, uid) = (root.to_owned(), self.sandbox_uid());
+        let mounted = tokio::task::spawn_blocking(move || {
+            crate::disk::mount(&owned, size, uid)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&owned, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                crate::disk::DiskError::Step {
+                    step: "restricting",
+                    path: owned.clone(),
+                    reason: e.to_string(),
+                }
+            })
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::disk::DiskError::Step {
+                step: "mounting",
+                path: root.to_owned(),
+                reason: e.to_string(),
+            })
+        });
+        mounted.map_err(|source| PoolError::Disk {
+            user: user.to_owned(),
+            source,
+        })
+    }
+
+    /// Unmounts the user's own filesystem, if it has one mounted (its files stay in the
+    /// image).
+    fn unmount_disk(&self, user: &str) {
+        if self.config().disk_filesystem().is_none() {
+            return;
+        }
+        if let Err(e) = crate::disk::unmount(&self.user_root(user)) {
+            warn!(user, error = %sandbox_exec::error_chain(&e), "failed to unmount the user's disk");
+        }
+    }
+
     async fn remove_container(&self, user: &str, id: &str) -> Result<(), PoolError> {
+        let removed = self.remove_container_only(user, id).await;
+        if removed.is_ok() {
+            self.unmount_disk(user);
+        }
+        removed
+    }
+
+    async fn remove_container_only(&self, user: &str, id: &str) -> Result<(), PoolError> {
         match judge::remove_container(&self.inner.docker, id).await {
             Err(e) => Err(unreachable_or("removing a sandbox", e, |source| {
                 PoolError::RemoveContainer {
@@ -961,6 +1015,22 @@ impl SandboxPool {
                     if let Err(e) = self.remove_container(&user, &id).await {
                         warn!(container = %id, error = %e, "failed to remove a leftover sandbox");
                     }
+                }
+            }
+        }
+        // A crash between mounting a user's disk and starting their sandbox leaves a mount
+        // without a sandbox: unmount it (the next sandbox mounts it again).
+        if self.config().disk_filesystem().is_some() {
+            for at in crate::disk::our_mounts() {
+                let Some(user) = at.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                    continue;
+                };
+                if validate_user(&user).is_ok()
+                    && self.user_root(&user) == at
+                    && !self.state().sandboxes.contains_key(&user)
+                {
+                    info!(user, "unmounting the disk of a user without a sandbox");
+                    self.unmount_disk(&user);
                 }
             }
         }

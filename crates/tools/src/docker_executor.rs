@@ -92,11 +92,17 @@ impl DockerExecutor {
         user: impl Into<String>,
         working_dir: impl Into<PathBuf>,
     ) -> Self {
+        let pool: Fleet = pool.into();
+        let mut config = config;
+        // One setting: without a quota of its own, the gate checks the pool's disk quota.
+        if config.quotas.disk_bytes_per_user.is_none() {
+            config.quotas.disk_bytes_per_user = pool.config().disk_quota;
+        }
         let quota = QuotaGate::new(config.quotas.clone());
         Self {
             shared: Arc::new(Shared {
                 host,
-                pool: pool.into(),
+                pool,
                 exec: ExecOptions::default(),
                 execs: Arc::default(),
                 config,

@@ -70,6 +70,16 @@ pub enum ConfigError {
 }
 
 impl FileConfig {
+    /// The pool's configuration, with the tools' quota as its disk quota when `[pool]` sets
+    /// none: one setting sizes the user's filesystem and the file tools' gate alike.
+    pub fn pool_config(&self) -> PoolConfig {
+        let mut pool = self.pool.clone();
+        if pool.disk_quota.is_none() {
+            pool.disk_quota = self.tools.quotas.disk_bytes_per_user;
+        }
+        pool
+    }
+
     /// Parses `text` in `format`; `origin` names it in an error.
     pub fn parse(text: &str, format: ConfigFormat, origin: &Path) -> Result<Self, ConfigError> {
         let parsed = match format {

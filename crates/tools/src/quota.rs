@@ -196,8 +196,9 @@ fn size(bytes: u64) -> String {
     format!("{} ({bytes} bytes)", ByteSize(bytes))
 }
 
-/// The embedded [`UsageStore`]: sums the apparent sizes of the regular files under the user's
-/// root, and reuses the sum for a while.
+/// The embedded [`UsageStore`]: the used bytes of the user root's own filesystem when it is
+/// one ([`sandbox_pool::disk`]); otherwise the sum of the apparent sizes of the regular files
+/// under the user's root, reused for a while.
 ///
 /// The sandbox user owns everything under the root and may change it while the host walks it,
 /// so the walk goes by directory handles ([`apparent_size`]): it never follows a symlink, a
@@ -257,6 +258,10 @@ impl Drop for StopOnDrop {
 #[async_trait]
 impl UsageStore for DirUsage {
     async fn usage(&self, user: &str, root: &Path) -> Result<u64, QuotaError> {
+        // A user root that is a filesystem of its own: its usage in one statfs, no walk.
+        if let Some((used, _)) = sandbox_pool::disk::usage(root) {
+            return Ok(used);
+        }
         if let Some(bytes) = self.cached(user, root) {
             return Ok(bytes);
         }

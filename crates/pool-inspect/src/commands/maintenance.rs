@@ -27,6 +27,7 @@ pub async fn reap(docker: &Docker, config: &FileConfig) -> Result<u8> {
             continue;
         };
         sandbox_pool::remove_container(docker, &s.container_id).await?;
+        daemon::release_disk(config, &s.user);
         println!(
             "removed {} (user {}, idle for {})",
             s.name,
@@ -61,6 +62,9 @@ pub async fn gc(docker: &Docker, config: &FileConfig, dry_run: bool) -> Result<u
             println!("would remove {name} (user {user}): {why}");
         } else {
             sandbox_pool::remove_container(docker, c.id.as_deref().unwrap_or(&name)).await?;
+            if validate_user(&user).is_ok() {
+                daemon::release_disk(config, &user);
+            }
             println!("removed {name} (user {user}): {why}");
         }
         found += 1;
@@ -78,7 +82,10 @@ pub async fn rm(docker: &Docker, config: &FileConfig, user: &str) -> Result<u8> 
     let pool_name = &config.pool.name_prefix;
     let name = daemon::container_name(config, user);
     match sandbox_pool::remove_sandbox(docker, pool_name, user).await? {
-        Some(_) => println!("removed {name} (user {user})"),
+        Some(_) => {
+            daemon::release_disk(config, user);
+            println!("removed {name} (user {user})");
+        }
         None => println!("user {user} has no sandbox in pool {pool_name}"),
     }
     Ok(EXIT_OK)

@@ -51,6 +51,8 @@ struct Shown {
     usage: Usage,
     /// How this configuration's calls reach the sandbox (`tools.transport`).
     transport: Transport,
+    /// The user's disk quota and how it is enforced.
+    disk: DiskShown,
     /// The sandbox's channels (normally one: the service's; one per pool process using it).
     channels: Vec<ChannelShown>,
     /// One object per process, keyed by the lower-cased `ps` column titles.
@@ -58,6 +60,39 @@ struct Shown {
     /// Those titles in `ps` order, for the table.
     #[serde(skip)]
     titles: Vec<String>,
+}
+
+/// The disk quota of a user.
+#[derive(Debug, Default, Serialize)]
+struct DiskShown {
+    /// `filesystem` (the user root is a filesystem of the quota's size), `gate` (only `write`
+    /// and `edit` are checked), or `none` (no quota).
+    enforce: &'static str,
+    quota_bytes: Option<u64>,
+    /// In use on the user's filesystem (statfs), when it is mounted.
+    used_bytes: Option<u64>,
+    /// The filesystem's size, when it is mounted.
+    size_bytes: Option<u64>,
+}
+
+impl DiskShown {
+    fn of(config: &FileConfig, user: &str) -> Self {
+        let pool = config.pool_config();
+        let quota_bytes = pool.disk_quota.map(|q| q.as_u64()).filter(|&b| b > 0);
+        let root = pool.users_root().join(user);
+        let mounted = sandbox_pool::disk::usage(&root);
+        let enforce = match (quota_bytes, mounted, pool.disk_filesystem()) {
+            (None, None, _) => "none",
+            (_, Some(_), _) | (_, None, Some(_)) => "filesystem",
+            _ => "gate",
+        };
+        Self {
+            enforce,
+            quota_bytes,
+            used_bytes: mounted.map(|(used, _)| used),
+            size_bytes: mounted.map(|(_, size)| size),
+        }
+    }
 }
 
 /// A channel into the sandbox, as its serve process shows in the process list.
@@ -181,6 +216,7 @@ pub async fn show(docker: &Docker, config: &FileConfig, user: &str, json: bool) 
     };
     let mut shown = read_back(docker, user, name, info, current).await?;
     shown.transport = config.tools.transport;
+    shown.disk = DiskShown::of(config, user);
     if json {
         println!("{}", serde_json::to_string_pretty(&shown)?);
     } else {
@@ -253,6 +289,7 @@ async fn read_back(
             .collect(),
         usage: used,
         transport: Transport::default(),
+        disk: DiskShown::default(),
         channels: processes.iter().filter_map(ChannelShown::of).collect(),
         processes,
         titles,
@@ -323,6 +360,22 @@ fn print(s: &Shown) -> Result<()> {
             human_bytes(s.usage.memory_bytes),
             or_dash(s.usage.pids)
         ),
+    );
+    let d = &s.disk;
+    fact(
+        "disk",
+        match d.enforce {
+            "filesystem" => format!(
+                "{} of {} used (the user root is a filesystem of the quota's size)",
+                human_bytes(d.used_bytes),
+                human_bytes(d.size_bytes.or(d.quota_bytes))
+            ),
+            "gate" => format!(
+                "quota {} checked by write and edit only (no filesystem per user here)",
+                human_bytes(d.quota_bytes)
+            ),
+            _ => "no quota".to_owned(),
+        },
     );
     fact(
         "transport",
