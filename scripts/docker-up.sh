@@ -2,9 +2,10 @@
 # Makes sure a Docker daemon answers, starting one when we are root on Debian.
 #
 # 1. If DOCKER_HOST (unix://) or /var/run/docker.sock answers, use it.
-# 2. Otherwise, as root on Debian: install docker.io and debootstrap with apt when missing,
-#    start `dockerd --bridge=none --iptables=false` in the background (no bridge network,
-#    no firewall changes), and wait for the socket (bounded).
+# 2. Otherwise, as root on Debian: install docker.io, debootstrap and runsc (gVisor) with apt
+#    when missing, start `dockerd --bridge=none --iptables=false` in the background (no bridge
+#    network, no firewall changes; gVisor registered as the runtime `runsc`), and wait for the
+#    socket (bounded).
 # 3. Otherwise fail, naming what is missing.
 #
 # Prints what it did. Safe to run repeatedly.
@@ -64,6 +65,8 @@ fi
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# gVisor, registered as the runtime `runsc` (a pool with `runtime = "runsc"` uses it).
+command -v runsc >/dev/null 2>&1 || missing+=(runsc)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt"
   export DEBIAN_FRONTEND=noninteractive
@@ -79,9 +82,19 @@ fi
 if [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
   say "dockerd (pid $(cat /var/run/docker.pid)) is running but not answering yet; waiting"
 else
-  say "starting dockerd --bridge=none --iptables=false (log: $LOG)"
+  # gVisor as the runtime `runsc`, with its own network off (sandboxes use network `none`,
+  # which runsc refuses to set up itself here). Only through a configuration file of ours,
+  # so only when the machine has none of its own.
+  extra=()
+  if command -v runsc >/dev/null 2>&1 && [ ! -e /etc/docker/daemon.json ]; then
+    conf=/run/zcbot-dockerd.json
+    printf '{"runtimes": {"runsc": {"path": "%s", "runtimeArgs": ["--network=none"]}}}\n' \
+      "$(command -v runsc)" >"$conf"
+    extra=(--config-file "$conf")
+  fi
+  say "starting dockerd --bridge=none --iptables=false ${extra[*]} (log: $LOG)"
   # setsid: the daemon must outlive this script and the just recipe that called it.
-  setsid dockerd --bridge=none --iptables=false >>"$LOG" 2>&1 </dev/null &
+  setsid dockerd --bridge=none --iptables=false "${extra[@]}" >>"$LOG" 2>&1 </dev/null &
 fi
 
 for _ in $(seq 1 $((WAIT_SECS * 5))); do

@@ -51,6 +51,12 @@ pub fn image() -> String {
     }
 }
 
+/// The OCI runtime the suite runs its sandboxes with: `SANDBOX_RUNTIME` (`runsc` for gVisor,
+/// as `just test-runsc` sets it), else the daemon's default.
+pub fn runtime() -> Option<String> {
+    std::env::var("SANDBOX_RUNTIME").ok().filter(|r| !r.is_empty())
+}
+
 /// Labels for a container made by test `name`.
 pub fn test_labels(name: &str) -> HashMap<String, String> {
     HashMap::from([
@@ -101,6 +107,7 @@ pub fn hardened_host_config(root: &std::path::Path) -> HostConfig {
         memory: Some(512 * 1024 * 1024),
         memory_swap: Some(512 * 1024 * 1024),
         pids_limit: Some(256),
+        runtime: runtime(),
         ..Default::default()
     }
 }
@@ -327,6 +334,7 @@ pub fn pool_config(name: &str) -> sandbox_pool::PoolConfig {
         name_prefix: format!("zt-{}", unique()),
         labels: test_labels(name).into_iter().collect(),
         memory: sandbox_pool::bytesize::ByteSize::mib(256),
+        runtime: runtime(),
         ..Default::default()
     }
 }
