@@ -1,6 +1,7 @@
 //! A second Docker daemon that a test starts, crashes, restarts and stops itself, with its own
-//! socket, data root, exec root and pid file (and `--bridge=none --iptables=false`, as every
-//! daemon here). Only this process's own dockerd is ever signalled, by its pid.
+//! socket, data root, exec root (so its own containerd), pid file and cgroup parent (and
+//! `--bridge=none --iptables=false`, as every daemon here). Only this process's own dockerd is
+//! ever signalled, by its pid.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,8 +43,25 @@ impl SecondDaemon {
         d
     }
 
+    /// `zt-dd-<id>`: its folders' and its cgroup parent's name.
+    fn name(&self) -> String {
+        self.run
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     fn socket(&self) -> PathBuf {
         self.run.join("docker.sock")
+    }
+
+    /// `daemons` as the engines `e0`, `e1`, ... of a configuration.
+    pub fn engines(daemons: &[SecondDaemon]) -> Vec<sandbox_pool::EngineConfig> {
+        daemons
+            .iter()
+            .enumerate()
+            .map(|(i, d)| sandbox_pool::EngineConfig::new(format!("e{i}"), d.host()))
+            .collect()
     }
 
     /// Its address, as an engine of the configuration names it (`unix://...`).
@@ -68,6 +86,9 @@ impl SecondDaemon {
             .arg(self.run.join("exec"))
             .arg("--pidfile")
             .arg(self.run.join("docker.pid"))
+            // Its containers' cgroups apart from the main daemon's (`/docker/<id>`).
+            .arg("--cgroup-parent")
+            .arg(format!("/{}", self.name()))
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -232,6 +253,16 @@ impl Drop for SecondDaemon {
         }
         let _ = std::fs::remove_dir_all(&self.run);
         let _ = std::fs::remove_dir_all(&self.data);
+        // Its cgroup parent, in every hierarchy (empty once its containers are gone).
+        let name = self.name();
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(hierarchy.path().join(&name));
+        }
+        let _ = std::fs::remove_dir(PathBuf::from("/sys/fs/cgroup").join(&name));
     }
 }
 

@@ -54,7 +54,9 @@ pub fn image() -> String {
 /// The OCI runtime the suite runs its sandboxes with: `SANDBOX_RUNTIME` (`runsc` for gVisor,
 /// as `just test-runsc` sets it), else the daemon's default.
 pub fn runtime() -> Option<String> {
-    std::env::var("SANDBOX_RUNTIME").ok().filter(|r| !r.is_empty())
+    std::env::var("SANDBOX_RUNTIME")
+        .ok()
+        .filter(|r| !r.is_empty())
 }
 
 /// Labels for a container made by test `name`.

@@ -35,11 +35,7 @@ impl Engines {
 
     /// The first `n` engines, named `e0`, `e1`, ...
     fn configs(&self, n: usize) -> Vec<EngineConfig> {
-        self.daemons[..n]
-            .iter()
-            .enumerate()
-            .map(|(i, d)| EngineConfig::new(format!("e{i}"), d.host()))
-            .collect()
+        SecondDaemon::engines(&self.daemons[..n])
     }
 
     async fn fleet(&self, n: usize, config: &PoolConfig) -> Fleet {
@@ -136,15 +132,16 @@ async fn users_spread_by_the_hash_stay_put_across_restarts_and_an_added_engine_t
         .await
         .expect("shutdown");
 
+    // Every user's sandbox is the one it had.
+    let found_where_they_were = async |fleet: &Fleet| {
+        for u in &users {
+            let id = fleet.ensure(u).await.expect("adopted").container_id;
+            assert_eq!(id, ids[u], "{u}");
+        }
+    };
     // A restarted service finds every sandbox where it was.
     let again = e.fleet(2, &config).await;
-    for u in &users {
-        assert_eq!(
-            again.ensure(u).await.expect("adopted").container_id,
-            ids[u],
-            "{u}"
-        );
-    }
+    found_where_they_were(&again).await;
     again
         .shutdown(ShutdownPolicy::Keep)
         .await
@@ -152,13 +149,7 @@ async fn users_spread_by_the_hash_stay_put_across_restarts_and_an_added_engine_t
 
     // A third engine: running sandboxes are adopted where they are, not moved...
     let grown = e.fleet(3, &config).await;
-    for u in &users {
-        assert_eq!(
-            grown.ensure(u).await.expect("adopted").container_id,
-            ids[u],
-            "{u}"
-        );
-    }
+    found_where_they_were(&grown).await;
     // ...and new ones follow the new ranking: the users that move all go to the new engine.
     for u in &users {
         assert!(grown.remove(u).await.expect("removed"), "{u}");

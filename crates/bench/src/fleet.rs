@@ -59,11 +59,7 @@ impl Engines {
     }
 
     fn configs(&self, n: usize) -> Vec<EngineConfig> {
-        self.daemons[..n]
-            .iter()
-            .enumerate()
-            .map(|(i, d)| EngineConfig::new(format!("e{i}"), d.host()))
-            .collect()
+        SecondDaemon::engines(&self.daemons[..n])
     }
 }
 
