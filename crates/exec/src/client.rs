@@ -48,9 +48,9 @@ pub(crate) const STREAM_BUFFER: usize = 64 * 1024;
 /// Backoff for `inspect_exec` right after a stream ended without a report: the daemon may not
 /// have recorded the exit yet.
 const INSPECT_BACKOFF_MS: [u64; 6] = [0, 5, 10, 20, 40, 80];
-/// Checks of the container's state after a call ended by SIGKILL (325 ms in all; a force
-/// removal showed up after about 40 ms here).
-const CONTAINER_SETTLE_MS: [u64; 5] = [0, 25, 50, 100, 150];
+/// Checks of the container's state after a call ended by SIGKILL (575 ms in all; a force
+/// removal showed up after about 40 ms here, later on a loaded machine).
+const CONTAINER_SETTLE_MS: [u64; 6] = [0, 25, 50, 100, 150, 250];
 
 /// Settings shared by every call of an [`ExecClient`].
 #[derive(Debug, Clone)]
@@ -674,14 +674,28 @@ impl ExecClient {
 
     /// Like [`Self::container_state`], but gives the daemon a moment to notice a container
     /// that is dying right now (its processes die before its state changes).
+    /// A container seen killed (137, not by the OOM killer) may be a force removal on its way:
+    /// it is looked at again until the checks run out, and reported removed if it goes.
     pub(crate) async fn container_lost(&self, container: &str) -> Option<Termination> {
+        let mut killed = None;
         for ms in CONTAINER_SETTLE_MS {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            if let Some(lost) = self.container_state(container).await {
-                return Some(lost);
+            match self.container_state(container).await {
+                Some(
+                    lost @ Termination::SandboxLost {
+                        reason:
+                            LostReason::ContainerStopped {
+                                exit_code: Some(137),
+                                oom_killed: false,
+                            },
+                    },
+                ) => killed = Some(lost),
+                Some(lost) => return Some(lost),
+                None if killed.is_some() => break,
+                None => {}
             }
         }
-        None
+        killed
     }
 }
 

@@ -57,6 +57,8 @@ pub fn config_hash(config: &PoolConfig, image_id: &str, uid: u32, user_root: &st
     config.reap_interval = Default::default();
     config.health_ttl = Default::default();
     config.max_sandboxes = 0;
+    config.engine_ping_interval = Default::default();
+    config.engine_ping_timeout = Default::default();
     config.housekeeping = Default::default();
     config.users_root = None;
     let json = serde_json::to_vec(&Hashed {
@@ -81,9 +83,17 @@ mod tests {
         let timing = PoolConfig {
             idle_timeout: Duration::from_secs(1),
             max_sandboxes: 3,
+            engine_ping_interval: Duration::from_millis(300),
+            engine_ping_timeout: Duration::from_millis(300),
             ..base.clone()
         };
         assert_eq!(config_hash(&timing, "sha256:1", 1000, "/u/a"), h);
+        // Another disk quota is another filesystem: the sandbox is made again on it.
+        let disk = PoolConfig {
+            disk_quota: Some(bytesize::ByteSize::mib(64)),
+            ..base.clone()
+        };
+        assert_ne!(config_hash(&disk, "sha256:1", 1000, "/u/a"), h);
         let memory = PoolConfig {
             memory: bytesize::ByteSize::mib(5),
             ..base.clone()
