@@ -58,6 +58,9 @@ def test_cancelling_the_task_kills_what_the_call_started(executor, pool, user_id
 
 
 def test_a_timeout_through_asyncio(executor, pool, user_id):
+    # The sandbox is made first: on a slow host its making could take the whole second.
+    executor.warm_up()
+
     async def main():
         return await executor.acall_tool("shell", {"command": "sleep 300", "timeout": 1})
 
