@@ -73,8 +73,8 @@ type Ran = Result<(Outcome, Option<Recreated>), String>;
 
 impl DockerExecutor {
     /// An executor for `user` working in `working_dir` (a host folder, normally inside the
-    /// user's root), with default settings.
-    /// `pool` is a [`Fleet`], or one [`SandboxPool`](sandbox_pool::SandboxPool).
+    /// user's root), with default settings. `pool` is a [`Fleet`], or one
+    /// [`SandboxPool`](sandbox_pool::SandboxPool).
     pub fn new(
         host: Arc<dyn Executor>,
         pool: impl Into<Fleet>,
