@@ -420,6 +420,20 @@ impl Drop for TestPool {
     }
 }
 
+/// Bytes `du -s -B1` counts under `path` (what an operator would compare usage with).
+pub fn du_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("du")
+        .args(["-s", "-B1"])
+        .arg(path)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("du's number")
+}
+
 /// Unmounts every user disk under `dir` (a test's users folder), whatever the test did: a
 /// mount left behind keeps its loop device, and the folder could not go.
 pub fn unmount_disks_under(dir: &std::path::Path) {

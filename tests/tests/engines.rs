@@ -76,6 +76,18 @@ impl Engines {
         homes
     }
 
+    /// Shuts `fleet` down removing its sandboxes, and checks that no engine holds any.
+    async fn remove_all(&self, fleet: &Fleet, pool: &str) {
+        fleet
+            .shutdown(ShutdownPolicy::Remove)
+            .await
+            .expect("shutdown");
+        assert!(
+            self.homes(pool, None).await.is_empty(),
+            "nothing left on any engine"
+        );
+    }
+
     fn root(&self, user: &str) -> std::path::PathBuf {
         let root = self.users.path().join(user);
         std::fs::create_dir_all(&root).expect("root");
@@ -170,14 +182,7 @@ async fn users_spread_by_the_hash_stay_put_across_restarts_and_an_added_engine_t
     }
     // About a third of 12 (the share itself is measured over 10 000 users in the unit tests).
     assert!((1..=8).contains(&moved), "{moved} of 12 moved");
-    grown
-        .shutdown(ShutdownPolicy::Remove)
-        .await
-        .expect("shutdown");
-    assert!(
-        e.homes(&pool, None).await.is_empty(),
-        "nothing left on any engine"
-    );
+    e.remove_all(&grown, &pool).await;
 }
 
 /// One call's answer, as the load saw it.
@@ -346,12 +351,5 @@ async fn an_engine_killed_and_one_frozen_under_load_every_call_is_answered_and_u
             .await;
         assert_eq!(r.content, "[stdout]\nok\n[exit 0]", "{}", t.user());
     }
-    fleet
-        .shutdown(ShutdownPolicy::Remove)
-        .await
-        .expect("shutdown");
-    assert!(
-        e.homes(&pool, None).await.is_empty(),
-        "nothing left on any engine"
-    );
+    e.remove_all(&fleet, &pool).await;
 }

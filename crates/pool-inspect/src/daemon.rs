@@ -68,11 +68,15 @@ pub fn executor(pool: &Fleet, config: &FileConfig, user: &str) -> DockerExecutor
     )
 }
 
+/// The user's root, as the pool maps it (`<users_root>/<user>`).
+pub fn user_root(config: &FileConfig, user: &str) -> std::path::PathBuf {
+    config.pool.users_root().join(user)
+}
+
 /// Unmounts the user's own filesystem after their sandbox was removed, as the pool does (a
 /// root that is not one is left alone). The image, and the user's files, stay.
 pub fn release_disk(config: &FileConfig, user: &str) {
-    let root = config.pool.users_root().join(user);
-    if let Err(e) = sandbox_pool::disk::unmount(&root) {
+    if let Err(e) = sandbox_pool::disk::unmount(&user_root(config, user)) {
         eprintln!("pool-inspect: {:#}", anyhow::Error::new(e));
     }
 }

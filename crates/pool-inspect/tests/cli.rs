@@ -190,11 +190,7 @@ impl Drop for TestPool {
             }
         });
         // User disks the test left mounted (its temporary folder could not go otherwise).
-        for at in sandbox_pool::disk::our_mounts() {
-            if at.starts_with(self.dir.path()) {
-                let _ = sandbox_pool::disk::unmount(&at);
-            }
-        }
+        e2e_tests::unmount_disks_under(self.dir.path());
     }
 }
 
@@ -827,16 +823,7 @@ fn show_says_which_quota_is_in_force_and_its_usage_matches_du() {
     assert_eq!(disk["enforce"], "filesystem", "{disk}");
     assert_eq!(disk["quota_bytes"], 16 << 20);
     let root = pool.users_root().join(USER);
-    let du = std::process::Command::new("du")
-        .args(["-s", "-B1"])
-        .arg(&root)
-        .output()
-        .expect("du");
-    let du: u64 = String::from_utf8_lossy(&du.stdout)
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("du's number");
+    let du = e2e_tests::du_bytes(&root);
     let used = disk["used_bytes"].as_u64().expect("used");
     assert!(used.abs_diff(du) < 1 << 20, "show {used}, du {du}");
     let (_, table, _) = output(pool.cmd_with(&config, &["show", USER]));
@@ -844,7 +831,7 @@ fn show_says_which_quota_is_in_force_and_its_usage_matches_du() {
     // Removed: the user's disk is unmounted, its image (and the file) stays.
     let (code, _, stderr) = output(pool.cmd_with(&config, &["rm", USER]));
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(sandbox_pool::disk::mounted_from(&root), None);
+    assert!(!sandbox_pool::disk::is_mounted(&root));
     assert!(sandbox_pool::disk::image_of(&root).exists());
     // Without a quota: none; with `disk_enforce = "gate"`: the gate alone.
     let gate = pool.write_config(

@@ -139,7 +139,7 @@ pub fn mount(root: &Path, size: u64, uid: u32) -> Result<(), DiskError> {
     if fresh {
         make_image(&image, size, uid)?;
     }
-    if mounted_from(root).as_deref() == Some(image.as_path()) {
+    if is_mounted(root) {
         return Ok(());
     }
     if !fresh {
@@ -160,7 +160,10 @@ pub fn mount(root: &Path, size: u64, uid: u32) -> Result<(), DiskError> {
     // mke2fs's own folder (e2fsck puts it back): not the user's to see. One the user filled
     // stays.
     let _ = std::fs::remove_dir(root.join("lost+found"));
-    Ok(())
+    // For the sandbox uid alone, as every user root the pool makes.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| step("restricting", root, e))
 }
 
 fn make_image(image: &Path, size: u64, uid: u32) -> Result<(), DiskError> {
@@ -268,7 +271,7 @@ fn image_usage(image: &Path) -> Result<u64, DiskError> {
 /// Unmounts `root` if its own image is mounted there. A mount still busy (a process of a
 /// container on its way out) is detached: the kernel finishes it when the last user goes.
 pub fn unmount(root: &Path) -> Result<(), DiskError> {
-    if mounted_from(root).as_deref() != Some(image_of(root).as_path()) {
+    if !is_mounted(root) {
         return Ok(());
     }
     use rustix::mount::{UnmountFlags, unmount};
@@ -283,7 +286,7 @@ pub fn unmount(root: &Path) -> Result<(), DiskError> {
 
 /// Bytes in use and in all on the filesystem mounted at `root`, when it is its own image's.
 pub fn usage(root: &Path) -> Option<(u64, u64)> {
-    if mounted_from(root).as_deref() != Some(image_of(root).as_path()) {
+    if !is_mounted(root) {
         return None;
     }
     let st = rustix::fs::statvfs(root).ok()?;
@@ -291,32 +294,52 @@ pub fn usage(root: &Path) -> Option<(u64, u64)> {
     Some((total.saturating_sub(st.f_bfree * st.f_frsize), total))
 }
 
-/// The image file mounted at `root`, if a loop device is mounted there.
-pub fn mounted_from(root: &Path) -> Option<PathBuf> {
-    mounts()
+/// Whether `root` is the mount point of its own image.
+pub fn is_mounted(root: &Path) -> bool {
+    // Two stats first: the gate asks this before every write, mostly of roots that are no
+    // mount point at all (a mount point's device differs from its parent's).
+    let device = |p: &Path| rustix::fs::stat(p).ok().map(|st| st.st_dev);
+    let Some(parent) = root.parent() else {
+        return false;
+    };
+    if device(root).is_none() || device(root) == device(parent) {
+        return false;
+    }
+    let image = image_of(root);
+    loop_mounts()
         .into_iter()
-        .find(|(at, _)| at == root)
-        .map(|(_, image)| image)
+        .any(|(at, loop_device)| at == root && backing_file(&loop_device) == Some(image.clone()))
 }
 
-/// Every loop mount of this mount namespace: (mount point, backing file).
-fn mounts() -> Vec<(PathBuf, PathBuf)> {
+/// User roots mounted from their own image (`<dir>/.<user>.disk` at `<dir>/<user>`).
+pub fn our_mounts() -> Vec<PathBuf> {
+    loop_mounts()
+        .into_iter()
+        .filter(|(at, loop_device)| backing_file(loop_device) == Some(image_of(at)))
+        .map(|(at, _)| at)
+        .collect()
+}
+
+/// Every loop mount of this mount namespace: (mount point, loop device name).
+fn loop_mounts() -> Vec<(PathBuf, String)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let at = unescape(fields.get(4)?);
             let dash = fields.iter().position(|f| *f == "-")?;
-            let source = fields.get(dash + 2)?;
-            let device = source.strip_prefix("/dev/")?;
-            if !device.starts_with("loop") {
-                return None;
-            }
-            let backing =
-                std::fs::read_to_string(format!("/sys/block/{device}/loop/backing_file")).ok()?;
-            Some((PathBuf::from(at), PathBuf::from(backing.trim_end())))
+            let device = fields.get(dash + 2)?.strip_prefix("/dev/")?;
+            device
+                .starts_with("loop")
+                .then(|| (PathBuf::from(at), device.to_owned()))
         })
         .collect()
+}
+
+/// The file behind loop device `device` (`loop3`).
+fn backing_file(device: &str) -> Option<PathBuf> {
+    let path = std::fs::read_to_string(format!("/sys/block/{device}/loop/backing_file")).ok()?;
+    Some(PathBuf::from(path.trim_end()))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -337,15 +360,6 @@ fn unescape(field: &str) -> String {
         }
     }
     out
-}
-
-/// User roots mounted from their own image (`<dir>/.<user>.disk` at `<dir>/<user>`).
-pub fn our_mounts() -> Vec<PathBuf> {
-    mounts()
-        .into_iter()
-        .filter(|(at, image)| image == &image_of(at))
-        .map(|(at, _)| at)
-        .collect()
 }
 
 #[cfg(test)]

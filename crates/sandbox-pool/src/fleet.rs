@@ -374,38 +374,45 @@ impl Fleet {
     }
 
     /// The engine that answers and holds `user`'s sandbox (the newest, if two still do).
-    fn home(&self, user: &str) -> Option<&Member> {
+    fn home(&self, user: &str) -> Option<(&Member, SandboxPool)> {
         self.up_pools()
-            .filter_map(|(m, p)| Some((m, p.holds(user)?)))
-            .max_by_key(|(_, created)| *created)
-            .map(|(m, _)| m)
+            .filter_map(|(m, p)| Some((p.holds(user)?, m, p)))
+            .max_by_key(|(created, _, _)| *created)
+            .map(|(_, m, p)| (m, p))
     }
 
     /// The user's sandbox, made, adopted or repaired on their engine, leased for one call.
     pub async fn acquire(&self, user: &str) -> Result<Lease, PoolError> {
         validate_user(user)?;
-        if let Some(m) = self.home(user) {
-            match self.acquire_on(m, user).await {
-                Err(e) if e.is_daemon_unreachable() && self.spans_engines() => {}
-                leased => return leased,
-            }
+        if let Some(leased) = self.at_home(user).await {
+            return leased;
         }
         let _guard = self.inner.locks.lock(user.to_owned()).await;
         // Placed by a call that held the lock before us.
-        if let Some(m) = self.home(user) {
-            match self.acquire_on(m, user).await {
-                Err(e) if e.is_daemon_unreachable() && self.spans_engines() => {}
-                leased => return leased,
-            }
+        if let Some(leased) = self.at_home(user).await {
+            return leased;
         }
         self.place(user).await
     }
 
-    /// Leases the user's sandbox on `m`; an engine found not answering is marked down.
-    async fn acquire_on(&self, m: &Member, user: &str) -> Result<Lease, PoolError> {
-        let Some(pool) = m.pool() else {
-            return Err(self.no_engine());
-        };
+    /// The user's sandbox where it runs; `None` when it runs nowhere that answers (the
+    /// engine it was on may just have been found down).
+    async fn at_home(&self, user: &str) -> Option<Result<Lease, PoolError>> {
+        let (m, pool) = self.home(user)?;
+        match self.acquire_on(m, &pool, user).await {
+            Err(e) if e.is_daemon_unreachable() && self.spans_engines() => None,
+            leased => Some(leased),
+        }
+    }
+
+    /// Leases the user's sandbox on `m` (whose pool is `pool`); an engine found not answering
+    /// is marked down.
+    async fn acquire_on(
+        &self,
+        m: &Member,
+        pool: &SandboxPool,
+        user: &str,
+    ) -> Result<Lease, PoolError> {
         let leased = pool.acquire(user).await;
         if let Err(e) = &leased
             && e.is_daemon_unreachable()
@@ -424,19 +431,23 @@ impl Fleet {
             .iter()
             .map(|m| m.engine.clone())
             .collect();
-        let ranked: Vec<&Member> = engine::rank(user, &engines)
-            .into_iter()
+        let order = engine::rank(user, &engines);
+        let first_choice = &order[0].name;
+        let ranked: Vec<(&Member, SandboxPool)> = order
+            .iter()
             .filter_map(|e| self.inner.members.iter().find(|m| m.engine.name == e.name))
-            .filter(|m| m.pool().is_some())
+            .filter_map(|m| Some((m, m.pool()?)))
             .collect();
-        let up: Vec<&Member> = ranked.iter().copied().filter(|m| m.is_up()).collect();
-        let candidates = if up.is_empty() { ranked.clone() } else { up };
+        let anyone_up = ranked.iter().any(|(m, _)| m.is_up());
         let mut last = None;
-        for m in candidates {
-            match self.acquire_on(m, user).await {
+        for (m, pool) in &ranked {
+            if anyone_up && !m.is_up() {
+                continue;
+            }
+            match self.acquire_on(m, pool, user).await {
                 Ok(lease) => {
-                    if !std::ptr::eq(m, ranked[0]) {
-                        info!(user, engine = %m.engine.name, first_choice = %ranked[0].engine.name, "placed on a later engine of the user's ranking");
+                    if &m.engine.name != first_choice {
+                        info!(user, engine = %m.engine.name, %first_choice, "placed on a later engine of the user's ranking");
                     }
                     return Ok(lease);
                 }
@@ -486,10 +497,9 @@ impl Fleet {
         self.inner.wake.notify_one();
     }
 
-    /// A call on `engine` lost its sandbox or ran out of time before it could start: the
-    /// engine is pinged now rather than at the next tick.
-    pub fn suspect(&self, engine: &str) {
-        let _ = engine;
+    /// A call lost its sandbox or ran out of time before it could start: the engines are
+    /// pinged now rather than at the next tick.
+    pub fn suspect(&self) {
         self.inner.wake.notify_one();
     }
 

@@ -352,11 +352,7 @@ pub fn validate_user(user: &str) -> Result<(), PoolError> {
 impl SandboxPool {
     /// A pool on `docker` with `config`, taking user roots from `config.users_root`.
     pub async fn start(docker: Docker, config: PoolConfig) -> Result<Self, PoolError> {
-        let base = config.users_root.clone().unwrap_or_else(|| {
-            PathBuf::from("/var/lib")
-                .join(&config.name_prefix)
-                .join("users")
-        });
+        let base = config.users_root();
         Self::start_with_roots(docker, config, base).await
     }
 
@@ -924,25 +920,17 @@ impl SandboxPool {
     /// uid alone.
     async fn mount_disk(&self, user: &str, root: &Path, size: u64) -> Result<(), PoolError> {
         let (owned, uid) = (root.to_owned(), self.sandbox_uid());
-        let mounted = tokio::task::spawn_blocking(move || {
-            crate::disk::mount(&owned, size, uid)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&owned, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-                crate::disk::DiskError::Step {
-                    step: "restricting",
-                    path: owned.clone(),
+        // Formatting and resizing run programs: off the runtime's threads. A call that stops
+        // waiting leaves the mount to the next sandbox of the user (or to the next start).
+        let mounted = tokio::task::spawn_blocking(move || crate::disk::mount(&owned, size, uid))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::disk::DiskError::Step {
+                    step: "mounting",
+                    path: root.to_owned(),
                     reason: e.to_string(),
-                }
-            })
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(crate::disk::DiskError::Step {
-                step: "mounting",
-                path: root.to_owned(),
-                reason: e.to_string(),
-            })
-        });
+                })
+            });
         mounted.map_err(|source| PoolError::Disk {
             user: user.to_owned(),
             source,

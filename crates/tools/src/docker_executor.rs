@@ -37,6 +37,9 @@ const PYTHON_ENV: [(&str, &str); 2] = [
     ("PYTHONPATH", "/sandbox:/workspace"),
 ];
 
+/// An engine's name and the exec client of its sandboxes.
+type EngineExec = (String, Arc<ExecClient>);
+
 /// What every user's executor shares.
 #[derive(Clone)]
 struct Shared {
@@ -44,7 +47,7 @@ struct Shared {
     pool: Fleet,
     exec: ExecOptions,
     /// One client per engine, made on its first call (an engine's client never changes).
-    execs: Arc<RwLock<Vec<(String, ExecClient)>>>,
+    execs: Arc<RwLock<Vec<EngineExec>>>,
     config: ToolsConfig,
     quota: QuotaGate,
 }
@@ -158,12 +161,12 @@ impl DockerExecutor {
     }
 
     /// The exec client of the engine `lease` runs on.
-    fn exec_for(&self, lease: &Lease) -> ExecClient {
+    fn exec_for(&self, lease: &Lease) -> Arc<ExecClient> {
         let execs = &self.shared.execs;
-        let find = |list: &[(String, ExecClient)]| {
+        let find = |list: &[EngineExec]| {
             list.iter()
                 .find(|(engine, _)| engine == lease.engine())
-                .map(|(_, exec)| exec.clone())
+                .map(|(_, exec)| Arc::clone(exec))
         };
         if let Some(exec) = find(&execs.read().unwrap_or_else(|e| e.into_inner())) {
             return exec;
@@ -172,8 +175,11 @@ impl DockerExecutor {
         if let Some(exec) = find(&list) {
             return exec;
         }
-        let exec = ExecClient::with_options(lease.docker().clone(), self.shared.exec.clone());
-        list.push((lease.engine().to_owned(), exec.clone()));
+        let exec = Arc::new(ExecClient::with_options(
+            lease.docker().clone(),
+            self.shared.exec.clone(),
+        ));
+        list.push((lease.engine().to_owned(), Arc::clone(&exec)));
         exec
     }
 
@@ -245,7 +251,7 @@ impl DockerExecutor {
                     if unsure || matches!(outcome.termination, Termination::SandboxLost { .. }) {
                         lease.mark_lost();
                         // The engine may be down or hung: ask it now, not at the next ping.
-                        self.shared.pool.suspect(lease.engine());
+                        self.shared.pool.suspect();
                     }
                     return Ok((outcome, lease.recreated.clone()));
                 }

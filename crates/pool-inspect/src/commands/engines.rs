@@ -85,11 +85,7 @@ pub async fn targets(config: &FileConfig, only: Option<&str>) -> Result<Vec<Targ
             .collect());
     }
     let connect = |engine: EngineConfig| async move {
-        let docker = match tokio::time::timeout(ANSWER_WITHIN, engine.connect()).await {
-            Ok(Ok(docker)) => Ok(docker),
-            Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::new(e))),
-            Err(_) => Err(format!("no answer within {}s", ANSWER_WITHIN.as_secs())),
-        };
+        let docker = answer(engine.connect()).await;
         Target { engine, docker }
     };
     Ok(futures_util::future::join_all(engines.into_iter().map(connect)).await)
@@ -107,23 +103,33 @@ async fn probe(engine: &EngineConfig, pool: &str) -> Row {
         sandboxes: None,
         error: None,
     };
-    let answered = tokio::time::timeout(ANSWER_WITHIN, async {
+    let answered = answer(async {
         let docker = engine.connect().await?;
         let version = docker.version().await.ok().and_then(|v| v.version);
         let sandboxes = sandbox_pool::list_containers(&docker, pool).await?.len();
-        Ok::<_, sandbox_pool::PoolError>((version, sandboxes))
+        Ok((version, sandboxes))
     })
     .await;
     match answered {
-        Ok(Ok((version, sandboxes))) => {
+        Ok((version, sandboxes)) => {
             row.healthy = true;
             row.version = version;
             row.sandboxes = Some(sandboxes);
         }
-        Ok(Err(e)) => row.error = Some(format!("{:#}", anyhow::Error::new(e))),
-        Err(_) => row.error = Some(format!("no answer within {}s", ANSWER_WITHIN.as_secs())),
+        Err(why) => row.error = Some(why),
     }
     row
+}
+
+/// What `work` on an engine gave within [`ANSWER_WITHIN`], or why not, in words.
+async fn answer<T>(
+    work: impl Future<Output = Result<T, sandbox_pool::PoolError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(ANSWER_WITHIN, work).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::new(e))),
+        Err(_) => Err(format!("no answer within {}s", ANSWER_WITHIN.as_secs())),
+    }
 }
 
 /// `engines`: exits 1 when any engine does not answer.

@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Ls { json } => return ls::ls(&targets, pool, *json).await,
         Command::Show { user, json } => {
-            let docker = show::locate(&targets, pool, user).await?;
+            let docker = show::locate(&targets, &config, user).await?;
             return show::show(docker, &config, user, *json).await;
         }
         Command::Call(a) => {

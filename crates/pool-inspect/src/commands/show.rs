@@ -79,8 +79,7 @@ impl DiskShown {
     fn of(config: &FileConfig, user: &str) -> Self {
         let pool = config.pool_config();
         let quota_bytes = pool.disk_quota.map(|q| q.as_u64()).filter(|&b| b > 0);
-        let root = pool.users_root().join(user);
-        let mounted = sandbox_pool::disk::usage(&root);
+        let mounted = sandbox_pool::disk::usage(&daemon::user_root(config, user));
         let enforce = match (quota_bytes, mounted, pool.disk_filesystem()) {
             (None, None, _) => "none",
             (_, Some(_), _) | (_, None, Some(_)) => "filesystem",
@@ -177,9 +176,13 @@ struct Mount {
 
 /// The client of the engine holding `user`'s sandbox (the first that answers and does), else
 /// of the first engine that answers (which then says the user has none).
-pub async fn locate<'a>(targets: &'a [Target], pool: &str, user: &str) -> Result<&'a Docker> {
+pub async fn locate<'a>(
+    targets: &'a [Target],
+    config: &FileConfig,
+    user: &str,
+) -> Result<&'a Docker> {
     validate_user(user).map_err(|e| usage_error(e.to_string()))?;
-    let name = format!("{pool}-{user}");
+    let name = container_name(config, user);
     let answering: Vec<&Docker> = targets
         .iter()
         .filter_map(|t| t.docker.as_ref().ok())
