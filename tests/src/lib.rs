@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, TopOptionsBuilder};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sandbox_exec::ExecClient;
 
 mod daemon;
@@ -57,6 +57,19 @@ pub fn runtime() -> Option<String> {
     std::env::var("SANDBOX_RUNTIME")
         .ok()
         .filter(|r| !r.is_empty())
+}
+
+/// Whether the suite's sandboxes run under gVisor ([`runtime`] is gVisor on this daemon).
+pub async fn gvisor() -> bool {
+    sandbox_pool::runtime::is_gvisor(&docker().await, runtime().as_deref())
+        .await
+        .expect("the daemon's runtimes")
+}
+
+/// The host's pids limit and `nproc` ulimit the pool gives a sandbox of `pids_limit`
+/// processes under the suite's runtime.
+pub async fn process_limits(pids_limit: i64) -> sandbox_pool::runtime::ProcessLimits {
+    sandbox_pool::runtime::ProcessLimits::for_runtime(pids_limit, gvisor().await)
 }
 
 /// Labels for a container made by test `name`.
@@ -121,32 +134,24 @@ pub async fn force_remove(docker: &Docker, id: &str) {
         .expect("remove the container");
 }
 
-/// A container's processes as the daemon sees them (`docker top`, run on the host: it
-/// starts nothing in the container), one `args` string each, without the init, the
-/// container's main `sleep infinity` and a channel's serve process.
+/// A container's processes as the library lists them ([`ExecClient::processes`]: `docker top`
+/// on the host, or the runner inside under gVisor), one `args` string each, without the init,
+/// the container's main `sleep infinity` and a channel's serve process.
 pub async fn processes(docker: &Docker, container: &str) -> Vec<String> {
     try_processes(docker, container)
         .await
-        .unwrap_or_else(|| panic!("docker top: no container {container}"))
+        .unwrap_or_else(|| panic!("no running container {container} to list processes of"))
 }
 
-/// As [`processes`], or `None` when the container is gone.
+/// As [`processes`], or `None` when the container is gone or stopped.
 pub async fn try_processes(docker: &Docker, container: &str) -> Option<Vec<String>> {
-    let top = docker
-        .top_processes(
-            container,
-            Some(TopOptionsBuilder::new().ps_args("-o pid,stat,args").build()),
-        )
-        .await;
-    let top = match top {
-        Err(e) if sandbox_exec::docker::is_not_found(&e) => return None,
-        other => other.expect("docker top"),
+    let table = match all_processes(docker, container).await {
+        Err(e) if e.is_sandbox_gone() => return None,
+        other => other.expect("list the container's processes"),
     };
-    let args = top
-        .processes
-        .unwrap_or_default()
+    let args = table
         .into_iter()
-        .filter_map(|row| row.get(2).cloned())
+        .map(|p| p.args)
         // The sandbox's own: its init, its main process, and its channel's serve process.
         .filter(|args| {
             !args.contains("docker-init")
@@ -155,6 +160,25 @@ pub async fn try_processes(docker: &Docker, container: &str) -> Option<Vec<Strin
         })
         .collect();
     Some(args)
+}
+
+/// Every process of a container, as the library lists them for its runtime.
+pub async fn all_processes(
+    docker: &Docker,
+    container: &str,
+) -> Result<Vec<sandbox_exec::Process>, sandbox_exec::ExecError> {
+    let runtime = match docker.inspect_container(container, None).await {
+        Ok(info) => info.host_config.and_then(|h| h.runtime),
+        Err(_) => None,
+    };
+    let table = ExecClient::new(docker.clone())
+        .processes(container, runtime.as_deref())
+        .await?;
+    assert!(
+        table.complete,
+        "the process list of {container} was cut short"
+    );
+    Ok(table.processes)
 }
 
 /// A running sandbox container made directly through the API (below the pool), removed on
@@ -186,6 +210,18 @@ impl TestSandbox {
         let root = user_root();
         let mut host = hardened_host_config(root.path());
         tweak(&mut host);
+        // As the pool does: under gVisor the sandbox's own kernel counts its processes.
+        let limits = process_limits(host.pids_limit.unwrap_or(256)).await;
+        host.pids_limit = Some(limits.host_pids);
+        if let Some(n) = limits.nproc {
+            host.ulimits
+                .get_or_insert_default()
+                .push(bollard::models::ResourcesUlimits {
+                    name: Some("nproc".to_owned()),
+                    soft: Some(n),
+                    hard: Some(n),
+                });
+        }
         let container_name = format!("zcbot-test-{name}-{}", unique()).replace('_', "-");
         let body = ContainerCreateBody {
             image: Some(image()),

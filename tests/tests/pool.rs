@@ -82,10 +82,17 @@ async fn hardening_reads_back_from_inspect() {
     assert_eq!(host.memory, Some(256 * 1024 * 1024));
     assert_eq!(host.memory_swap, host.memory);
     assert_eq!(host.nano_cpus, Some(500_000_000));
-    assert_eq!(host.pids_limit, Some(77));
-    let nofile = host.ulimits.expect("ulimits");
-    assert_eq!(nofile[0].name.as_deref(), Some("nofile"));
-    assert_eq!((nofile[0].soft, nofile[0].hard), (Some(333), Some(333)));
+    let limits = e2e_tests::process_limits(77).await;
+    assert_eq!(host.pids_limit, Some(limits.host_pids));
+    let ulimits = host.ulimits.expect("ulimits");
+    let ulimit = |name: &str| {
+        ulimits
+            .iter()
+            .find(|u| u.name.as_deref() == Some(name))
+            .map(|u| (u.soft, u.hard))
+    };
+    assert_eq!(ulimit("nofile"), Some((Some(333), Some(333))));
+    assert_eq!(ulimit("nproc"), limits.nproc.map(|n| (Some(n), Some(n))));
     let tmpfs = host.tmpfs.expect("tmpfs");
     assert!(
         tmpfs.contains_key("/tmp") && tmpfs.contains_key("/run"),
@@ -114,7 +121,7 @@ async fn hardening_reads_back_from_inspect() {
             ExecRequest::new([
                 "bash",
                 "-c",
-                "id -u; touch /x 2>&1 | grep -o 'Read-only file system'; ls /sys/class/net; echo hi > /workspace/f.txt",
+                "id -u; touch ~/x 2>&1 | grep -o 'Read-only file system'; cd /sys/class/net && echo *; echo hi > /workspace/f.txt",
             ])
             .with_user(&sb.exec_user),
         )
@@ -353,7 +360,10 @@ async fn an_outdated_running_container_is_replaced_on_ensure() {
         .inspect_container(&sb.container_id, None)
         .await
         .expect("inspect");
-    assert_eq!(info.host_config.and_then(|h| h.pids_limit), Some(99));
+    assert_eq!(
+        info.host_config.and_then(|h| h.pids_limit),
+        Some(e2e_tests::process_limits(99).await.host_pids)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

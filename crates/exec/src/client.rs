@@ -48,6 +48,10 @@ pub(crate) const STREAM_BUFFER: usize = 64 * 1024;
 /// Backoff for `inspect_exec` right after a stream ended without a report: the daemon may not
 /// have recorded the exit yet.
 const INSPECT_BACKOFF_MS: [u64; 6] = [0, 5, 10, 20, 40, 80];
+/// How often a running exec's container is looked at: under some runtimes (gVisor) the daemon
+/// never ends an exec's stream when its container dies, so the stream alone would hold the
+/// call until its deadline. Calls shorter than this never ask.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// Checks of the container's state after a call ended by SIGKILL (575 ms in all; a force
 /// removal showed up after about 40 ms here, later on a loaded machine).
 const CONTAINER_SETTLE_MS: [u64; 6] = [0, 25, 50, 100, 150, 250];
@@ -239,6 +243,9 @@ impl ExecClient {
         let mut post_kill: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut stream_err: Option<DockerError> = None;
         let mut stream_done = false;
+        let mut watch: Option<BoxFuture<'_, Termination>> =
+            Some(Box::pin(self.watch_container(container)));
+        let mut lost: Option<Termination> = None;
         let deadline_passes = tokio::time::sleep_until(wake);
         tokio::pin!(deadline_passes);
 
@@ -281,6 +288,11 @@ impl ExecClient {
                     warn!("output stream still open after the kill; giving up on it");
                     break;
                 }
+                gone = maybe(&mut watch), if stop.is_none() && !stream_done => {
+                    warn!(termination = ?gone, "the container went away while its exec's stream stayed open");
+                    lost = Some(gone);
+                    break;
+                }
                 res = maybe(&mut feeder) => {
                     feeder = None;
                     if let Err(e) = res {
@@ -305,6 +317,7 @@ impl ExecClient {
         drop(output);
         drop(feeder);
         drop(exec_kill);
+        drop(watch);
 
         let Frames {
             stdout,
@@ -324,10 +337,11 @@ impl ExecClient {
             kill: own_kill,
         } = reported(container, report.as_ref(), stop)?;
         kill = own_kill.or(kill);
-        let termination = match (stop.map(|(s, _)| s), report) {
-            (Some(s), _) => s.termination(),
-            (None, Some(report)) => self.termination(&req, wake, container, &report).await,
-            (None, None) => {
+        let termination = match (stop.map(|(s, _)| s), report, lost) {
+            (Some(s), _, _) => s.termination(),
+            (None, Some(report), _) => self.termination(&req, wake, container, &report).await,
+            (None, None, Some(lost)) => lost,
+            (None, None, None) => {
                 match within(
                     &req,
                     wake,
@@ -646,6 +660,16 @@ impl ExecClient {
 }
 
 impl ExecClient {
+    /// Resolves when the container is found gone or stopped, looked at every [`WATCH_EVERY`].
+    async fn watch_container(&self, container: &str) -> Termination {
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            if let Some(lost) = self.container_state(container).await {
+                return lost;
+            }
+        }
+    }
+
     /// `Some(SandboxLost)` when the container is gone, stopped or unreachable.
     async fn container_state(&self, container: &str) -> Option<Termination> {
         match self.docker.inspect_container(container, None).await {
@@ -701,31 +725,39 @@ impl ExecClient {
 
 /// Reads the kill exec's output: one report frame, within a small bound whatever else arrives
 /// (the service is shared by every tenant; no sandbox may make it buffer without limit).
-async fn read_kill_report(mut output: ExecOutput) -> Result<KillReport, String> {
+async fn read_kill_report(output: ExecOutput) -> Result<KillReport, String> {
+    read_report(output, "the kill exec", KillReport::check).await
+}
+
+/// Reads one [`frame::REPORT`] from a runner exec's output (`what` names it in errors),
+/// within a bound of one frame whatever else arrives, and checks it with `check`.
+pub(crate) async fn read_report<T: serde::de::DeserializeOwned>(
+    mut output: ExecOutput,
+    what: &str,
+    check: impl Fn(&T) -> Result<(), &'static str>,
+) -> Result<T, String> {
     let mut frames = frame::Decoder::new(frame::to_host_limit);
     let mut complaints = diagnostic();
     let mut read = 0usize;
     let limit = frame::HEADER + frame::MAX_MESSAGE;
     while let Some(item) = output.next().await {
-        match item.map_err(|e| format!("reading the kill exec: {e}"))? {
+        match item.map_err(|e| format!("reading {what}: {e}"))? {
             LogOutput::StdOut { message } | LogOutput::Console { message } => {
                 read += message.len();
                 frames.push(&message);
                 match frames.next_frame() {
                     Ok(Some((frame::REPORT, json))) => {
-                        let report: KillReport = serde_json::from_slice(&json)
-                            .map_err(|e| format!("the kill exec's report is malformed: {e}"))?;
-                        report
-                            .check()
-                            .map_err(|e| format!("the kill exec's report is malformed: {e}"))?;
+                        let report: T = serde_json::from_slice(&json)
+                            .map_err(|e| format!("{what}'s report is malformed: {e}"))?;
+                        check(&report).map_err(|e| format!("{what}'s report is malformed: {e}"))?;
                         return Ok(report);
                     }
                     Ok(Some((kind, _))) => {
-                        return Err(format!("the kill exec sent a frame of kind {kind}"));
+                        return Err(format!("{what} sent a frame of kind {kind}"));
                     }
                     Ok(None) if read <= limit => {}
-                    Ok(None) => return Err(format!("the kill exec sent over {limit} bytes")),
-                    Err(e) => return Err(format!("the kill exec's output is not a frame: {e}")),
+                    Ok(None) => return Err(format!("{what} sent over {limit} bytes")),
+                    Err(e) => return Err(format!("{what}'s output is not a frame: {e}")),
                 }
             }
             LogOutput::StdErr { message } => complaints.push(&message),
@@ -733,7 +765,7 @@ async fn read_kill_report(mut output: ExecOutput) -> Result<KillReport, String> 
         }
     }
     Err(format!(
-        "the kill exec gave no report: {}",
+        "{what} gave no report: {}",
         complaints.to_string_lossy().trim()
     ))
 }

@@ -99,6 +99,17 @@ pub enum ExecError {
         /// What happened to it.
         why: String,
     },
+    /// Listing the container's processes failed (`docker top`, or the runner's `ps` in it).
+    #[error("listing the processes of container {container}: {why}")]
+    ListProcesses {
+        /// Container id or name.
+        container: String,
+        /// What went wrong.
+        why: String,
+        /// The daemon's answer, when it was the daemon that refused.
+        #[source]
+        source: Option<DockerError>,
+    },
     /// The daemon answered a start with a detached exec although we asked to attach.
     #[error("exec {docker_exec_id} in container {container} started detached")]
     NotAttached {

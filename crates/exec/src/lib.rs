@@ -5,8 +5,8 @@
 //! and the live [`OutputSink`], the deadline and cancellation in one `select!`, the
 //! server-side kill of the call's whole process tree (in place by the supervisor, or through a
 //! second exec when the supervisor does not answer), and reading the runner's trailer for the
-//! true exit status. Also the daemon connection helpers ([`docker`]) that the other crates
-//! share.
+//! true exit status. Also the daemon connection helpers ([`docker`]) and a container's process
+//! list ([`ExecClient::processes`]) that the other crates share.
 //!
 //! Must not: create, remove or track containers (that is `sandbox-pool`), or format results
 //! for a model (that is `sandbox-tools`). It never relies on dropping a stream to stop a
@@ -25,6 +25,7 @@ mod client;
 pub mod docker;
 mod error;
 mod outcome;
+mod processes;
 mod request;
 
 pub use bollard;
@@ -37,5 +38,6 @@ pub use client::{
 pub use docker::connect;
 pub use error::{ExecError, error_chain};
 pub use outcome::{KillSummary, LostReason, Outcome, Termination};
+pub use processes::{Process, ProcessSource, ProcessTable, top_sees};
 pub use request::{DEFAULT_TIMEOUT, ExecRequest, OutputChunk, OutputSink, StreamKind};
 pub use sandbox_protocol::{KillReport, Program, ToolInput};

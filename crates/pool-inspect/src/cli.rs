@@ -44,6 +44,10 @@ pub struct Global {
     /// The sandbox image reference (overrides `pool.image`).
     #[arg(long, global = true, value_name = "REF")]
     pub image: Option<String>,
+    /// The OCI runtime of the sandboxes, as the daemon names it (overrides `pool.runtime`;
+    /// `image build` builds for gVisor when it is gVisor).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub runtime: Option<String>,
     /// Only this engine of the configuration's `[[engines]]` (default: every engine; the
     /// local one when the configuration names none).
     #[arg(long, global = true, value_name = "NAME")]

@@ -25,6 +25,9 @@ pub fn load(global: &Global) -> Result<FileConfig> {
     if let Some(image) = &global.image {
         config.pool.image = image.clone();
     }
+    if let Some(runtime) = &global.runtime {
+        config.pool.runtime = Some(runtime.clone()).filter(|r| !r.is_empty());
+    }
     config.pool.users_root = Some(config.pool.users_root());
     Ok(config)
 }
@@ -56,11 +59,13 @@ mod tests {
         let c = load(&Global {
             pool: Some("p1".into()),
             image: Some("img:1".into()),
+            runtime: Some("runsc".into()),
             ..Global::default()
         })
         .expect("overrides");
         assert_eq!(c.pool.name_prefix, "p1");
         assert_eq!(c.pool.image, "img:1");
+        assert_eq!(c.pool.runtime.as_deref(), Some("runsc"));
         assert_eq!(
             c.pool.users_root.as_deref(),
             Some(Path::new("/var/lib/p1/users"))

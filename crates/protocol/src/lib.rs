@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// Version of this protocol. The image records the version its runner speaks (label
 /// [`PROTOCOL_LABEL`]) and every [`RunRequest`] carries the host's: a mismatch is refused with
 /// a clear error instead of a call that hangs until its deadline.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Image label holding the runner's [`PROTOCOL_VERSION`].
 pub const PROTOCOL_LABEL: &str = "zcbot.sandbox.protocol";
@@ -32,7 +32,8 @@ pub const PROTOCOL_LABEL: &str = "zcbot.sandbox.protocol";
 /// Where the runner lives in the sandbox image. It is installed mode 0711 (executable, not
 /// readable), which makes the kernel start every runner process non-dumpable: no process of
 /// the sandbox user can open its `/proc/<pid>/fd`, read its environment or trace it, from its
-/// first instruction on.
+/// first instruction on. (Images built for gVisor install it readable, mode 0755: gVisor's
+/// loader reads a program as its caller; the runner then makes itself non-dumpable first thing.)
 pub const RUNNER_PATH: &str = "/sandbox/bin/sandbox-runner";
 
 /// Environment variable carrying the call's exec id. Every process of a call inherits it, so
@@ -63,6 +64,11 @@ pub mod cmd {
     /// `sandbox-runner serve <channel id>`: the long-lived channel of a sandbox, many calls
     /// over its stdin and stdout (see [`channel`](crate::channel)).
     pub const SERVE: &str = "serve";
+    /// `sandbox-runner ps`: the container's process table as one
+    /// [`frame::REPORT`](crate::frame::REPORT) holding a [`ProcessList`](crate::ProcessList).
+    /// For runtimes that run their own kernel (gVisor), whose processes `docker top` cannot
+    /// see: the daemon lists the host's processes that happen to carry the same pids.
+    pub const PS: &str = "ps";
 }
 
 /// Frames, `[kind: u8][length: u32 BE][payload]`, in both directions.
@@ -591,6 +597,52 @@ impl KillReport {
         }
         if self.survivors.contains(&0) {
             return Err("pid 0 among the survivors");
+        }
+        Ok(())
+    }
+}
+
+/// The container's processes as `sandbox-runner ps` saw them in its `/proc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessList {
+    /// The processes, the runner's own `ps` left out, at most as many as fit in one report.
+    pub processes: Vec<ProcessEntry>,
+    /// Whether some were left out to fit: the table holds more than the list.
+    pub truncated: bool,
+}
+
+/// One process of a [`ProcessList`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    /// Process id, in the container.
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// State letter (`R`, `S`, `Z`, ...).
+    pub state: char,
+    /// Seconds since it started.
+    pub elapsed_secs: u64,
+    /// Its name (`comm`), at most 16 bytes.
+    pub name: String,
+    /// Its command line, arguments joined by spaces, at most [`MAX_ARGS_SHOWN`] bytes.
+    pub args: String,
+}
+
+/// Longest command line a [`ProcessEntry`] carries; longer ones are cut (at a character).
+pub const MAX_ARGS_SHOWN: usize = 512;
+
+impl ProcessList {
+    /// Checks what the types cannot: no pid 0, names and command lines within their bounds.
+    pub fn check(&self) -> Result<(), &'static str> {
+        for p in &self.processes {
+            if p.pid == 0 {
+                return Err("pid 0 in the process list");
+            }
+            if p.name.len() > 64 || p.args.len() > MAX_ARGS_SHOWN {
+                return Err("a process's name or command line is too long");
+            }
         }
         Ok(())
     }

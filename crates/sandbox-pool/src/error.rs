@@ -204,6 +204,34 @@ pub enum PoolError {
         /// Ours.
         expected: u32,
     },
+    /// The image's runner cannot start under the pool's runtime: gVisor cannot load the
+    /// execute-only runner of an image built for runc.
+    #[error(
+        "image {image} cannot run under runtime {runtime} (gVisor): its runner is execute-only, which gVisor cannot start; build one for gVisor (`pool-inspect --runtime {runtime} image build`, or `[image] gvisor = true`; tagged `<repo>:latest-gvisor`) and point `pool.image` at it"
+    )]
+    ImageNotForGvisor {
+        /// The image reference.
+        image: String,
+        /// The pool's runtime.
+        runtime: String,
+    },
+    /// The configured OCI runtime is not one the daemon knows.
+    #[error(
+        "the docker daemon has no runtime {runtime} (it has: {known}); register it in the daemon's configuration"
+    )]
+    UnknownRuntime {
+        /// The configured runtime.
+        runtime: String,
+        /// The daemon's runtimes.
+        known: String,
+    },
+    /// Asking the daemon about itself (`docker info`) failed.
+    #[error("asking the docker daemon for its runtimes")]
+    DaemonInfo {
+        /// The daemon's answer.
+        #[source]
+        source: DockerError,
+    },
     /// The chosen base image is not on the daemon (we never pull unasked).
     #[error("base image {image} is not on the daemon")]
     BaseMissing {

@@ -57,6 +57,15 @@ pub const INPUTS_LABEL: &str = "zcbot.sandbox.inputs";
 pub const UID_LABEL: &str = "zcbot.sandbox.uid";
 /// Label on our images holding the sandbox user name.
 pub const USER_LABEL: &str = "zcbot.sandbox.user";
+/// Label on our images saying how the runner is installed: [`RUNNER_SEALED`] or
+/// [`RUNNER_READABLE`].
+pub const RUNNER_LABEL: &str = "zcbot.sandbox.runner";
+/// The runner is executable but unreadable (mode 0711): the kernel starts every runner process
+/// non-dumpable. gVisor cannot start it (its loader reads the program as the caller).
+pub const RUNNER_SEALED: &str = "sealed";
+/// The runner is readable (mode 0755), for gVisor: each runner process makes itself
+/// non-dumpable first thing instead.
+pub const RUNNER_READABLE: &str = "readable";
 
 /// Which base to build on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +96,36 @@ pub struct ImageConfig {
     /// lacks it. Off by default: without a registry a pull only waits and fails, and this
     /// project never reaches off the machine unasked. `Auto` then falls back to debootstrap.
     pub pull_base: bool,
+    /// Build for gVisor: the runner installed readable ([`RUNNER_READABLE`]), since gVisor's
+    /// loader reads a program as the user who runs it and cannot start an execute-only one.
+    /// `pool-inspect image build` sets it when the pool's runtime is gVisor.
+    pub gvisor: bool,
+}
+
+impl ImageConfig {
+    /// The runner's file mode in the image.
+    pub fn runner_mode(&self) -> u32 {
+        if self.gvisor { 0o755 } else { 0o711 }
+    }
+
+    /// The moving tag of the newest build: `latest`, or `latest-gvisor` for gVisor (so that
+    /// building one never changes what the other's pools start).
+    pub fn latest_tag(&self) -> &'static str {
+        if self.gvisor {
+            "latest-gvisor"
+        } else {
+            "latest"
+        }
+    }
+
+    /// The value of [`RUNNER_LABEL`] on the image.
+    pub fn runner_label(&self) -> &'static str {
+        if self.gvisor {
+            RUNNER_READABLE
+        } else {
+            RUNNER_SEALED
+        }
+    }
 }
 
 impl Default for ImageConfig {
@@ -97,6 +136,7 @@ impl Default for ImageConfig {
             uid: DEFAULT_UID,
             base: BaseChoice::Auto,
             pull_base: false,
+            gvisor: false,
         }
     }
 }
@@ -247,8 +287,8 @@ impl<'a> ImageBuilder<'a> {
         })
     }
 
-    /// The input hash: Dockerfile, runner binary, user, uid and base (its image id when it
-    /// comes from elsewhere, its recipe when we make it).
+    /// The input hash: Dockerfile, runner binary and its mode, user, uid and base (its image id
+    /// when it comes from elsewhere, its recipe when we make it).
     fn inputs_hash(&self, runner: &[u8], base: &BaseImage, base_id: &str) -> String {
         let mut h = Sha256::new();
         for part in [
@@ -258,6 +298,7 @@ impl<'a> ImageBuilder<'a> {
             self.config.uid.to_string().as_bytes(),
             base.reference.as_bytes(),
             if base.local { b"" } else { base_id.as_bytes() },
+            self.config.runner_label().as_bytes(),
         ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
@@ -285,7 +326,7 @@ impl<'a> ImageBuilder<'a> {
     }
 
     /// Builds the image unless its tag is already present, making the base first if needed;
-    /// then points `repo:latest` at it.
+    /// then points `repo:latest` (`repo:latest-gvisor` for gVisor) at it.
     pub async fn build(&self) -> Result<BuiltImage, PoolError> {
         if self.config.uid == 0 {
             return Err(PoolError::RootSandboxUser);
@@ -332,7 +373,7 @@ impl<'a> ImageBuilder<'a> {
                 Some(
                     TagImageOptionsBuilder::new()
                         .repo(repo)
-                        .tag("latest")
+                        .tag(self.config.latest_tag())
                         .build(),
                 ),
             )
@@ -385,9 +426,11 @@ impl<'a> ImageBuilder<'a> {
     ) -> Result<String, PoolError> {
         self.progress
             .stage(&format!("building {tag} on {}", base.reference));
-        let context = build_context(&runner).map_err(|source| PoolError::ReadRunner {
-            path: self.runner.clone(),
-            source,
+        let context = build_context(&runner, self.config.runner_mode()).map_err(|source| {
+            PoolError::ReadRunner {
+                path: self.runner.clone(),
+                source,
+            }
         })?;
         let args = HashMap::from([
             ("BASE", base.reference.clone()),
@@ -399,6 +442,7 @@ impl<'a> ImageBuilder<'a> {
             (INPUTS_LABEL, inputs_hash.to_owned()),
             (UID_LABEL, self.config.uid.to_string()),
             (USER_LABEL, self.config.user.clone()),
+            (RUNNER_LABEL, self.config.runner_label().to_owned()),
         ]);
         let mut options = BuildImageOptionsBuilder::new()
             .dockerfile("Dockerfile")
@@ -646,11 +690,11 @@ impl Write for ChannelWriter {
 /// the mode, and root owns it): the kernel starts a process of an unreadable binary
 /// non-dumpable, so no runner process is ever within reach of the sandbox user's other
 /// processes, not even before its first instruction.
-fn build_context(runner: &[u8]) -> io::Result<Vec<u8>> {
+fn build_context(runner: &[u8], runner_mode: u32) -> io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, data, mode) in [
         ("Dockerfile", DOCKERFILE.as_bytes(), 0o644),
-        ("sandbox-runner", runner, 0o711),
+        ("sandbox-runner", runner, runner_mode),
     ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -769,7 +813,7 @@ mod tests {
 
     #[test]
     fn build_context_holds_dockerfile_and_executable_runner() {
-        let tar = build_context(b"\x7fELF...").expect("tar");
+        let tar = build_context(b"\x7fELF...", ImageConfig::default().runner_mode()).expect("tar");
         let mut archive = tar::Archive::new(tar.as_slice());
         let entries: Vec<(String, u32)> = archive
             .entries()
@@ -788,6 +832,23 @@ mod tests {
                 ("Dockerfile".to_owned(), 0o644),
                 ("sandbox-runner".to_owned(), 0o711)
             ]
+        );
+    }
+
+    #[test]
+    fn an_image_for_gvisor_has_a_readable_runner_and_says_so() {
+        let runc = ImageConfig::default();
+        let gvisor = ImageConfig {
+            gvisor: true,
+            ..ImageConfig::default()
+        };
+        assert_eq!(
+            (runc.runner_mode(), runc.runner_label()),
+            (0o711, RUNNER_SEALED)
+        );
+        assert_eq!(
+            (gvisor.runner_mode(), gvisor.runner_label()),
+            (0o755, RUNNER_READABLE)
         );
     }
 }

@@ -8,17 +8,17 @@ use std::sync::Arc;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, TopOptionsBuilder,
-};
+use bollard::models::{ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use sandbox_exec::ExecClient;
 use sandbox_exec::docker::{is_conflict, is_not_found, is_unreachable};
 
 use crate::PoolError;
 use crate::config::PoolConfig;
-use crate::image::UID_LABEL;
+use crate::image::{RUNNER_LABEL, RUNNER_SEALED, UID_LABEL};
 use crate::labels::{self, CONFIG_HASH, USER};
 use crate::pool::{UserRoots, validate_user};
+use crate::runtime;
 use sandbox_protocol::{PROTOCOL_LABEL, PROTOCOL_VERSION, cmd};
 
 /// What the pool does with one of its containers at start-up.
@@ -44,6 +44,7 @@ pub struct Judge {
     roots: Arc<dyn UserRoots>,
     image_id: String,
     uid: u32,
+    gvisor: bool,
 }
 
 impl std::fmt::Debug for Judge {
@@ -92,6 +93,19 @@ impl Judge {
                 expected: PROTOCOL_VERSION,
             });
         }
+        let gvisor = runtime::is_gvisor(docker, config.runtime.as_deref()).await?;
+        // gVisor cannot start an execute-only runner: every call would fail to start.
+        if gvisor
+            && labels.and_then(|l| l.get(RUNNER_LABEL)).map(String::as_str) == Some(RUNNER_SEALED)
+        {
+            return Err(PoolError::ImageNotForGvisor {
+                image: config.image.clone(),
+                runtime: config
+                    .runtime
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned()),
+            });
+        }
         let label_uid = labels
             .and_then(|l| l.get(UID_LABEL))
             .and_then(|v| v.parse().ok());
@@ -109,7 +123,13 @@ impl Judge {
             roots,
             image_id: image.id.unwrap_or_default(),
             uid,
+            gvisor,
         })
+    }
+
+    /// Whether the pool's runtime is gVisor.
+    pub fn gvisor(&self) -> bool {
+        self.gvisor
     }
 
     /// The configuration.
@@ -185,16 +205,20 @@ impl Judge {
 /// Most running execs looked at one by one; a container listing more is busy anyway.
 const MAX_EXECS_INSPECTED: usize = 16;
 
-/// How many calls run in container `container` now, by any pool.
+/// How many calls run in container `container` now, by any pool; `info` is its inspect answer.
 ///
 /// Two views, since a call over a channel has no exec of its own: the container's running
-/// execs (from its inspect answer, `exec_ids`; one created but never started, by a client that
-/// gave up, is not running, and a channel's own serve exec is no call), and the supervisors in
-/// its process list (`sandbox-runner run`, one per call over either transport; read by the
-/// daemon from the host, starting nothing in the container). What cannot be read counts as
-/// running: in doubt, a container is busy.
-pub async fn calls_running(docker: &Docker, container: &str, exec_ids: Option<&[String]>) -> usize {
-    let ids = exec_ids.unwrap_or_default();
+/// execs (`exec_ids`; one created but never started, by a client that gave up, is not running,
+/// and a channel's serve exec or a `ps` is no call), and the supervisors in its process list
+/// (`sandbox-runner run`, one per call over either transport; read by the daemon from the
+/// host where the runtime allows, else by the runner inside: [`ExecClient::processes`]). What
+/// cannot be read counts as running: in doubt, a container is busy.
+pub async fn calls_running(
+    docker: &Docker,
+    container: &str,
+    info: &ContainerInspectResponse,
+) -> usize {
+    let ids = info.exec_ids.as_deref().unwrap_or_default();
     if ids.len() > MAX_EXECS_INSPECTED {
         return ids.len();
     }
@@ -204,7 +228,7 @@ pub async fn calls_running(docker: &Docker, container: &str, exec_ids: Option<&[
             Err(e) if is_not_found(&e) => {}
             Ok(e) if e.running != Some(true) => {}
             Ok(e)
-                if is_serve(
+                if is_no_call(
                     e.process_config
                         .as_ref()
                         .and_then(|p| p.arguments.as_deref()),
@@ -212,31 +236,38 @@ pub async fn calls_running(docker: &Docker, container: &str, exec_ids: Option<&[
             _ => execs += 1,
         }
     }
-    // Docker needs the pid column to tell the container's processes from the host's.
-    let top = TopOptionsBuilder::new().ps_args("-o pid,args").build();
-    let supervisors = match docker.top_processes(container, Some(top)).await {
-        Ok(top) => top
-            .processes
-            .unwrap_or_default()
-            .iter()
-            .filter(|row| {
-                row.last().is_some_and(|args| {
-                    let mut words = args.split_ascii_whitespace();
+    let runtime = info.host_config.as_ref().and_then(|h| h.runtime.as_deref());
+    let supervisors = match ExecClient::new(docker.clone())
+        .processes(container, runtime)
+        .await
+    {
+        Ok(table) => {
+            let running = table
+                .processes
+                .iter()
+                .filter(|p| {
+                    let mut words = p.args.split_ascii_whitespace();
                     words.next().is_some_and(|w| w.ends_with("sandbox-runner"))
                         && words.next() == Some(cmd::RUN)
                 })
-            })
-            .count(),
+                .count();
+            // A list cut short may hide a call.
+            running.max(usize::from(!table.complete))
+        }
         // Gone, or not running: nothing runs in it.
-        Err(e) if is_not_found(&e) || is_conflict(&e) => 0,
+        Err(e) if e.is_sandbox_gone() => 0,
         Err(_) => 1,
     };
     execs.max(supervisors)
 }
 
-/// Whether an exec's arguments (after the program) are a channel's `serve <id>`.
-fn is_serve(arguments: Option<&[String]>) -> bool {
-    arguments.and_then(<[String]>::first).map(String::as_str) == Some(cmd::SERVE)
+/// Whether an exec's arguments (after the program) are a channel's `serve <id>` or a `ps`:
+/// runner execs that are no call.
+fn is_no_call(arguments: Option<&[String]>) -> bool {
+    matches!(
+        arguments.and_then(<[String]>::first).map(String::as_str),
+        Some(cmd::SERVE | cmd::PS)
+    )
 }
 
 /// Every container carrying pool `pool`'s labels, in any state.

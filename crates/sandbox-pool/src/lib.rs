@@ -28,6 +28,7 @@ pub mod labels;
 mod locks;
 pub mod metrics;
 mod pool;
+pub mod runtime;
 pub mod view;
 
 pub use bollard;

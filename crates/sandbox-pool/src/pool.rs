@@ -23,6 +23,7 @@ use crate::judge::{self, Judge, Verdict, calls_running, unreachable_or};
 use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
 use crate::locks::LockMap;
 use crate::metrics;
+use crate::runtime::ProcessLimits;
 
 /// Where each user's root lives on the host. The pool mounts it at `/workspace`.
 pub trait UserRoots: Send + Sync {
@@ -663,8 +664,7 @@ impl SandboxPool {
                     // Made with another configuration and busy: another pool process runs
                     // calls in it. They end first; this call waits (within its deadline).
                     if reason == Recreated::ConfigChanged
-                        && calls_running(&self.inner.docker, &id, info.exec_ids.as_deref()).await
-                            > 0
+                        && calls_running(&self.inner.docker, &id, &info).await > 0
                     {
                         if waited_since.elapsed() >= BUSY_WAIT {
                             return Err(PoolError::SandboxBusy {
@@ -1029,7 +1029,7 @@ impl SandboxPool {
     /// answer) yes: whoever asked keeps the container and asks again later.
     async fn busy(&self, id: &str) -> bool {
         match self.inner.docker.inspect_container(id, None).await {
-            Ok(info) => calls_running(&self.inner.docker, id, info.exec_ids.as_deref()).await > 0,
+            Ok(info) => calls_running(&self.inner.docker, id, &info).await > 0,
             Err(e) => !is_not_found(&e),
         }
     }
@@ -1051,6 +1051,14 @@ impl SandboxPool {
             (SESSION.to_owned(), self.inner.session.clone()),
         ]);
         let memory = i64::try_from(c.memory.as_u64()).unwrap_or(i64::MAX);
+        let limits = ProcessLimits::for_runtime(c.pids_limit, self.inner.judge.gvisor());
+        let ulimit = |name: &str, n: i64| ResourcesUlimits {
+            name: Some(name.to_owned()),
+            soft: Some(n),
+            hard: Some(n),
+        };
+        let mut ulimits = vec![ulimit("nofile", c.nofile as i64)];
+        ulimits.extend(limits.nproc.map(|n| ulimit("nproc", n)));
         ContainerCreateBody {
             image: Some(c.image.clone()),
             // Commands run as the sandbox user through their execs; the container's own
@@ -1084,12 +1092,8 @@ impl SandboxPool {
                 memory: Some(memory),
                 memory_swap: Some(memory),
                 nano_cpus: Some((c.cpus * 1e9) as i64),
-                pids_limit: Some(c.pids_limit),
-                ulimits: Some(vec![ResourcesUlimits {
-                    name: Some("nofile".to_owned()),
-                    soft: Some(c.nofile as i64),
-                    hard: Some(c.nofile as i64),
-                }]),
+                pids_limit: Some(limits.host_pids),
+                ulimits: Some(ulimits),
                 runtime: c.runtime.clone(),
                 ..Default::default()
             }),

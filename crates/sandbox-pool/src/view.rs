@@ -80,8 +80,7 @@ pub async fn daemon_view(
                     .as_ref()
                     .and_then(|s| s.started_at.as_deref())
                     .and_then(parse_rfc3339);
-                let in_flight =
-                    crate::judge::calls_running(docker, &id, info.exec_ids.as_deref()).await;
+                let in_flight = crate::judge::calls_running(docker, &id, &info).await;
                 (started, Some(in_flight))
             }
             Err(_) => (None, None),

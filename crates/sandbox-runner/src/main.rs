@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use rustix::process::{DumpableBehavior, set_dumpable_behavior};
 use sandbox_protocol::{KillRequest, ToolInput, cmd, exit, frame};
-use sandbox_runner::{kill, serve, supervise, tools};
+use sandbox_runner::{kill, procs, serve, supervise, tools};
 
 /// Upper bound on a file tool's JSON input (a `write` of this much content is refused anyway by
 /// any sane quota); keeps a runaway request from exhausting the sandbox's memory.
@@ -12,7 +12,7 @@ const MAX_TOOL_INPUT: u64 = 256 * 1024 * 1024;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sandbox-runner run <exec id> (request on stdin) | serve <channel id> | kill <json> | tool <name> (json on stdin) | drain | version"
+        "usage: sandbox-runner run <exec id> (request on stdin) | serve <channel id> | kill <json> | tool <name> (json on stdin) | drain | ps | version"
     );
     std::process::exit(exit::BAD_ARGS);
 }
@@ -21,7 +21,7 @@ fn main() {
     // Before anything else, and before any pipe exists: no other process of the sandbox user
     // may open our /proc/<pid>/fd, read our environment or trace us. The image installs this
     // binary unreadable (mode 0711), which makes the kernel start us non-dumpable already; this
-    // covers a runner installed some other way.
+    // covers a runner installed some other way (readable, as gVisor needs it).
     if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
         eprintln!("sandbox-runner: cannot make itself non-dumpable: {e}");
         std::process::exit(exit::CANNOT_EXECUTE);
@@ -77,6 +77,11 @@ fn main() {
             std::process::exit(out.code);
         }
         [c] if *c == cmd::DRAIN => supervise::drain(),
+        [c] if *c == cmd::PS => {
+            let list = procs::table(std::process::id() as i32);
+            let json = serde_json::to_vec(&list).expect("ProcessList serializes");
+            let _ = std::io::stdout().write_all(&frame::encode(frame::REPORT, &json));
+        }
         [c] if *c == "version" => println!("sandbox-runner {}", env!("CARGO_PKG_VERSION")),
         _ => usage(),
     }

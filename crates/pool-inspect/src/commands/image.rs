@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sandbox_pool::bollard::Docker;
 use sandbox_pool::image::{BuildProgress, BuiltImage, ImageBuilder, ImageConfig, TracingProgress};
+use sandbox_pool::runtime;
 
+use crate::config::FileConfig;
 use crate::failure::EXIT_OK;
 
 /// The target triple this binary was built for (see `build.rs`).
@@ -97,6 +99,14 @@ impl BuildProgress for BarProgress {
             indicatif::HumanBytes(bytes)
         ));
     }
+}
+
+/// The image to build on an engine: the configuration's `[image]`, for gVisor when the pool's
+/// runtime is gVisor there.
+pub async fn for_engine(docker: &Docker, config: &FileConfig) -> Result<ImageConfig> {
+    let mut image = config.image.clone();
+    image.gvisor |= runtime::is_gvisor(docker, config.pool.runtime.as_deref()).await?;
+    Ok(image)
 }
 
 /// Builds the image (a no-op but for the `latest` tag when its inputs are unchanged), with

@@ -64,10 +64,12 @@ pub async fn run(cli: Cli) -> Result<u8> {
             Command::Gc { dry_run } => maintenance::gc(docker, &config, *dry_run).await?,
             Command::Rm { user } => maintenance::rm(docker, &config, user).await?,
             Command::Image(ImageCommand::Build { runner, tag_file }) => {
-                image::build(docker, &config.image, runner.clone(), tag_file.clone()).await?
+                let image = image::for_engine(docker, &config).await?;
+                image::build(docker, &image, runner.clone(), tag_file.clone()).await?
             }
             Command::Image(ImageCommand::Status { runner, json }) => {
-                image::status(docker, &config.image, runner.clone(), *json).await?
+                let image = image::for_engine(docker, &config).await?;
+                image::status(docker, &image, runner.clone(), *json).await?
             }
             Command::Engines { .. }
             | Command::Demo

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use sandbox_exec::docker::is_not_found;
+use sandbox_exec::{ExecClient, Process, ProcessSource};
 use sandbox_pool::bollard::Docker;
 use sandbox_pool::bollard::models::{ContainerInspectResponse, HostConfig};
-use sandbox_pool::bollard::query_parameters::TopOptionsBuilder;
 use sandbox_pool::labels::is_ours;
 use sandbox_pool::{Usage, usage, validate_user};
 use sandbox_tools::Transport;
@@ -18,10 +18,6 @@ use crate::config::FileConfig;
 use crate::daemon::{self, container_name};
 use crate::failure::{EXIT_OK, usage as usage_error};
 use crate::table::{Table, human_bytes, or_dash};
-
-/// The `ps` columns asked of the daemon (`docker top`); `pid` must be there, the daemon
-/// filters the host's process list by it.
-const PS_ARGS: &str = "-o pid,ppid,uid,etime,comm=NAME,args";
 
 /// How the channel's serve process shows in `ps`: `sandbox-runner serve <pool session>-<n>`,
 /// the n-th channel of that sandbox (so reopened n times), named `served:<calls>` (no space:
@@ -55,11 +51,11 @@ struct Shown {
     disk: DiskShown,
     /// The sandbox's channels (normally one: the service's; one per pool process using it).
     channels: Vec<ChannelShown>,
-    /// One object per process, keyed by the lower-cased `ps` column titles.
-    processes: Vec<BTreeMap<String, String>>,
-    /// Those titles in `ps` order, for the table.
-    #[serde(skip)]
-    titles: Vec<String>,
+    /// Its processes, as the daemon sees them on the host or, for runtimes with a kernel of
+    /// their own (gVisor), as the runner reads them inside.
+    processes: Vec<Process>,
+    /// Where the list came from (`top` or `runner`).
+    processes_from: Option<ProcessSource>,
 }
 
 /// The disk quota of a user.
@@ -106,20 +102,16 @@ struct ChannelShown {
 }
 
 impl ChannelShown {
-    fn of(process: &BTreeMap<String, String>) -> Option<Self> {
-        let id = process
-            .get("command")?
-            .strip_prefix(SERVE_ARGS)?
-            .trim()
-            .to_owned();
+    fn of(process: &Process) -> Option<Self> {
+        let id = process.args.strip_prefix(SERVE_ARGS)?.trim().to_owned();
         Some(Self {
             reopened: id.rsplit_once('-').and_then(|(_, n)| n.parse().ok()),
             calls_served: process
-                .get("name")
-                .and_then(|c| c.strip_prefix("served:"))
+                .name
+                .strip_prefix("served:")
                 .and_then(|n| n.parse().ok())
                 .or(Some(0)),
-            pid: process.get("pid").cloned().unwrap_or_default(),
+            pid: process.pid.to_string(),
             id,
         })
     }
@@ -238,28 +230,19 @@ async fn read_back(
     let id = info.id.clone().unwrap_or_default();
     let state = info.state.as_ref();
     let running = state.and_then(|s| s.running) == Some(true);
-    let (used, titles, processes) = if running {
+    let (used, table) = if running {
         let used = usage(docker, &id).await?;
-        let top = docker
-            .top_processes(&id, Some(TopOptionsBuilder::new().ps_args(PS_ARGS).build()))
+        let runtime = info.host_config.as_ref().and_then(|h| h.runtime.as_deref());
+        let table = ExecClient::new(docker.clone())
+            .processes(&id, runtime)
             .await
             .with_context(|| format!("listing the processes of {name}"))?;
-        let titles: Vec<String> = top
-            .titles
-            .unwrap_or_default()
-            .iter()
-            .map(|t| t.to_lowercase())
-            .collect();
-        let processes = top
-            .processes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|row| titles.iter().cloned().zip(row).collect())
-            .collect();
-        (used, titles, processes)
+        (used, Some(table))
     } else {
-        (Usage::default(), Vec::new(), Vec::new())
+        (Usage::default(), None)
     };
+    let processes_from = table.as_ref().map(|t| t.source);
+    let processes = table.map(|t| t.processes).unwrap_or_default();
     let config = info.config.unwrap_or_default();
     Ok(Shown {
         user: user.to_owned(),
@@ -295,8 +278,18 @@ async fn read_back(
         disk: DiskShown::default(),
         channels: processes.iter().filter_map(ChannelShown::of).collect(),
         processes,
-        titles,
+        processes_from,
     })
+}
+
+/// Seconds as `ps` shows an elapsed time: `[[dd-]hh:]mm:ss`.
+fn elapsed(secs: u64) -> String {
+    let (days, hours, mins, secs) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins:02}:{secs:02}"),
+        (0, _) => format!("{hours:02}:{mins:02}:{secs:02}"),
+        _ => format!("{days}-{hours:02}:{mins:02}:{secs:02}"),
+    }
 }
 
 fn print(s: &Shown) -> Result<()> {
@@ -428,13 +421,17 @@ fn print(s: &Shown) -> Result<()> {
     if s.processes.is_empty() {
         println!("  (none: the container is not running)");
     } else {
-        let mut procs = Table::new(s.titles.iter().map(|t| t.to_uppercase()));
+        let mut procs = Table::new(["PID", "PPID", "UID", "STAT", "ELAPSED", "NAME", "COMMAND"]);
         for p in &s.processes {
-            procs.row(
-                s.titles
-                    .iter()
-                    .map(|t| p.get(t).cloned().unwrap_or_default()),
-            );
+            procs.row([
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                p.uid.to_string(),
+                p.state.clone(),
+                elapsed(p.elapsed_secs),
+                p.name.clone(),
+                p.args.clone(),
+            ]);
         }
         procs.write_to(&mut std::io::stdout().lock(), "  ")?;
     }
