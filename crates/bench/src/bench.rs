@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, TopOptionsBuilder,
-};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use sandbox_exec::{ExecClient, ExecRequest, Outcome};
 use sandbox_pool::{ExtraMount, PoolConfig, SandboxPool};
 use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolResult, ToolsConfig, Transport};
@@ -99,6 +97,21 @@ impl Executor for SandboxToolsOnly {
     }
 }
 
+/// The library at the tool layer for `user` of `pool`, over `transport`, as the agent service
+/// makes it.
+pub fn tools_over(pool: &SandboxPool, user: &str, transport: Transport) -> DockerExecutor {
+    DockerExecutor::with_config(
+        Arc::new(SandboxToolsOnly),
+        pool.clone(),
+        ToolsConfig {
+            transport,
+            ..ToolsConfig::default()
+        },
+        user,
+        pool.user_root(user),
+    )
+}
+
 /// The labels of every container of run `run`.
 pub fn labels(run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -134,19 +147,10 @@ impl Bench {
         let pool = SandboxPool::start_with_roots(docker.clone(), config, users_dir.to_owned())
             .await
             .context("starting the pool")?;
-        let over = |transport| {
-            DockerExecutor::with_config(
-                Arc::new(SandboxToolsOnly),
-                pool.clone(),
-                ToolsConfig {
-                    transport,
-                    ..ToolsConfig::default()
-                },
-                "u0",
-                pool.user_root("u0"),
-            )
-        };
-        let (tools, channel_tools) = (over(Transport::Exec), over(Transport::Channel));
+        let (tools, channel_tools) = (
+            tools_over(&pool, "u0", Transport::Exec),
+            tools_over(&pool, "u0", Transport::Channel),
+        );
         let mut warm = Vec::new();
         for i in 0..WARM_USERS {
             let user = format!("u{i}");
@@ -204,25 +208,22 @@ impl Bench {
             .await
     }
 
-    /// Processes in `container` whose command line matches `pred` (`docker top`).
+    /// Processes in `container` whose command line matches `pred`, as the library lists them
+    /// for the runtime the bench's sandboxes use.
     pub async fn processes(
         &self,
         container: &str,
         pred: impl Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
-        let top = self
-            .docker
-            .top_processes(
-                container,
-                Some(TopOptionsBuilder::new().ps_args("-o pid,args").build()),
-            )
+        let runtime = self.pool.config().runtime.clone();
+        let table = ExecClient::new(self.docker.clone())
+            .processes(container, runtime.as_deref())
             .await
-            .context("docker top")?;
-        Ok(top
+            .context("listing the container's processes")?;
+        Ok(table
             .processes
-            .unwrap_or_default()
             .into_iter()
-            .filter_map(|row| row.get(1).cloned())
+            .map(|p| p.args)
             .filter(|args| pred(args))
             .collect())
     }

@@ -10,6 +10,7 @@ mod bench;
 mod cpu;
 mod fleet;
 mod floor;
+mod gvisor;
 mod memory;
 mod report;
 mod rss;
@@ -31,6 +32,8 @@ use crate::bench::{Bench, sweep};
 
 /// The fleet's workloads (issue #12), run after the others on extra daemons of their own.
 const ENGINES: &str = "engines";
+/// gVisor against runc (issue #13), run after the others on a pool of its own.
+const GVISOR: &str = "gvisor";
 
 /// Speed of the sandbox library against the seed's way and the raw Engine API.
 #[derive(Debug, Parser)]
@@ -44,6 +47,10 @@ struct Cli {
     /// Sandbox image (default: `SANDBOX_IMAGE`, else the tag in `target/sandbox-image/tag`).
     #[arg(long, env = "SANDBOX_IMAGE")]
     image: Option<String>,
+    /// Sandbox image built for gVisor, for the `gvisor` workloads (default:
+    /// `SANDBOX_IMAGE_RUNSC`, else the tag in `target/sandbox-image/tag-runsc`).
+    #[arg(long, env = "SANDBOX_IMAGE_RUNSC")]
+    image_runsc: Option<String>,
     /// Where `summary.json`, `machine.json` and `summary.md` go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
@@ -111,24 +118,20 @@ fn quick_from_env() -> bool {
     })
 }
 
-fn image(cli: &Cli) -> Result<String> {
-    if let Some(image) = &cli.image {
+/// The image given, else the tag `just image` (or `just image-runsc`) wrote into `file`.
+fn image_tag(given: Option<&String>, file: &str, recipe: &str) -> Result<String> {
+    if let Some(image) = given {
         return Ok(image.clone());
     }
-    let file = Path::new("target/sandbox-image/tag");
-    let tag = std::fs::read_to_string(file).with_context(|| {
-        format!(
-            "no --image, no SANDBOX_IMAGE and no {}: run `just image`",
-            file.display()
-        )
-    })?;
+    let tag = std::fs::read_to_string(file)
+        .with_context(|| format!("no image given and no {file}: run `just {recipe}`"))?;
     Ok(tag.trim().to_owned())
 }
 
 /// Set-up checks, the workloads, the outputs, and the sweep whatever happens.
 async fn run(cli: Cli) -> Result<bool> {
     let quick = cli.quick || quick_from_env();
-    let image = image(&cli)?;
+    let image = image_tag(cli.image.as_ref(), "target/sandbox-image/tag", "image")?;
     let runner = cli.seed_dir.join("tool_runner.py");
     if !runner.is_file() {
         bail!("the seed's stand-in runner is not at {}", runner.display());
@@ -143,9 +146,9 @@ async fn run(cli: Cli) -> Result<bool> {
         .await
         .context("the seed's way needs the docker CLI")?;
     for name in &cli.only {
-        if !workloads::ALL.contains(&name.as_str()) && name != ENGINES {
+        if !workloads::ALL.contains(&name.as_str()) && name != ENGINES && name != GVISOR {
             bail!(
-                "no workload {name}; known: {}, {ENGINES}",
+                "no workload {name}; known: {}, {GVISOR}, {ENGINES}",
                 workloads::ALL.join(", ")
             );
         }
@@ -258,6 +261,21 @@ async fn workloads_and_report(
             }
         }
     }
+    let mut gvisor_rows = Vec::new();
+    if cli.only.is_empty() || cli.only.iter().any(|o| o == GVISOR) {
+        let runsc = image_tag(
+            cli.image_runsc.as_ref(),
+            "target/sandbox-image/tag-runsc",
+            "image-runsc",
+        );
+        match async { gvisor::run(&bench, &runsc?, users).await }.await {
+            Ok(rows) => gvisor_rows = rows,
+            Err(e) => {
+                eprintln!("  {GVISOR} FAILED: {e:#}");
+                failures.push((GVISOR.to_owned(), format!("{e:#}")));
+            }
+        }
+    }
     if let Err(e) = bench.pool.shutdown(ShutdownPolicy::Remove).await {
         eprintln!("sandbox-bench: pool shutdown: {e}");
     }
@@ -272,12 +290,28 @@ async fn workloads_and_report(
         }
     }
     let mut table = report::markdown(&rows, &machine, &failures);
-    if !fleet_rows.is_empty() {
-        table.push_str(&fleet::markdown(&fleet_rows));
+    // The tables of their own, each also as JSON.
+    let extra = [
+        (
+            "gvisor.json",
+            gvisor::markdown(&gvisor_rows),
+            serde_json::to_value(&gvisor_rows)?,
+        ),
+        (
+            "fleet.json",
+            fleet::markdown(&fleet_rows),
+            serde_json::to_value(&fleet_rows)?,
+        ),
+    ];
+    for (file, markdown, json) in extra {
+        if json.as_array().is_some_and(Vec::is_empty) {
+            continue;
+        }
+        table.push_str(&markdown);
         std::fs::create_dir_all(&cli.out_dir)?;
         std::fs::write(
-            cli.out_dir.join("fleet.json"),
-            serde_json::to_string_pretty(&fleet_rows)? + "\n",
+            cli.out_dir.join(file),
+            serde_json::to_string_pretty(&json)? + "\n",
         )?;
     }
     println!("{table}");
