@@ -555,3 +555,49 @@ async fn a_long_call_outliving_the_health_check_is_never_reaped() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool.reap_idle().await, vec!["kim".to_owned()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_the_daemon_lacks_or_that_cannot_start_the_images_runner_is_refused_at_start() {
+    let docker = docker().await;
+    let users = tempfile::tempdir().expect("a users folder");
+    let unknown = PoolConfig {
+        runtime: Some("no-such-runtime".to_owned()),
+        ..pool_config("runtime_unknown")
+    };
+    let err = SandboxPool::start_with_roots(docker.clone(), unknown, users.path().to_owned())
+        .await
+        .expect_err("no sandbox could start");
+    assert!(matches!(err, PoolError::UnknownRuntime { .. }), "{err}");
+    assert!(
+        err.to_string().contains("runsc"),
+        "it names what it has: {err}"
+    );
+
+    // gVisor cannot start an execute-only runner: under it the image built for runc is refused,
+    // the one built for gVisor (the suite's image when it runs under gVisor) is not.
+    let labels = docker
+        .inspect_image(&image())
+        .await
+        .expect("the image")
+        .config
+        .and_then(|c| c.labels)
+        .unwrap_or_default();
+    let sealed = labels
+        .get(sandbox_pool::image::RUNNER_LABEL)
+        .map(String::as_str)
+        == Some(sandbox_pool::image::RUNNER_SEALED);
+    let gvisor = PoolConfig {
+        runtime: Some("runsc".to_owned()),
+        ..pool_config("runtime_gvisor")
+    };
+    match SandboxPool::start_with_roots(docker, gvisor, users.path().to_owned()).await {
+        Err(PoolError::ImageNotForGvisor { .. }) => assert!(sealed, "refused a readable runner"),
+        Ok(pool) => {
+            assert!(!sealed, "took an execute-only runner under gVisor");
+            pool.shutdown(ShutdownPolicy::Remove)
+                .await
+                .expect("shutdown");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
