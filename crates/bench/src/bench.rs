@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use async_trait::async_trait;
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use sandbox_exec::{ExecClient, ExecRequest, Outcome};
 use sandbox_pool::{ExtraMount, PoolConfig, SandboxPool};
-use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolResult, ToolsConfig, Transport};
+use sandbox_tools::{
+    CallContext, DockerExecutor, Executor, SandboxToolsOnly, ToolResult, ToolsConfig, Transport,
+};
 use serde_json::Value;
 
 use crate::stats::{Series, Who, order};
@@ -74,26 +75,6 @@ impl std::fmt::Debug for Bench {
             .field("run", &self.run)
             .field("quick", &self.quick)
             .finish_non_exhaustive()
-    }
-}
-
-/// The agent service's host executor, reduced to what the bench needs: it offers the
-/// sandbox tools (so `DockerExecutor` routes them to the container) and nothing else.
-#[derive(Debug)]
-pub(crate) struct SandboxToolsOnly;
-
-#[async_trait]
-impl Executor for SandboxToolsOnly {
-    fn has_tool(&self, name: &str) -> bool {
-        sandbox_tools::is_sandbox_tool(name)
-    }
-
-    fn schemas(&self) -> Vec<Value> {
-        Vec::new()
-    }
-
-    async fn call_tool(&self, name: &str, _args: Value, _ctx: &CallContext) -> ToolResult {
-        ToolResult::new(format!("[Error] unknown tool: {name}"), 2)
     }
 }
 

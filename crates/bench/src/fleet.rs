@@ -12,12 +12,12 @@ use anyhow::{Context, Result, ensure};
 use e2e_tests::SecondDaemon;
 use sandbox_pool::engine::rank;
 use sandbox_pool::{EngineConfig, Fleet, PoolConfig, ShutdownPolicy};
-use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolsConfig};
+use sandbox_tools::{CallContext, DockerExecutor, Executor, SandboxToolsOnly, ToolsConfig};
 use serde::Serialize;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::bench::{SandboxToolsOnly, labels};
+use crate::bench::labels;
 use crate::stats::{median, p95, round3};
 
 /// Users calling at once in `engines_32`.

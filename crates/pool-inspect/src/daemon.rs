@@ -13,7 +13,6 @@ use sandbox_tools::DockerExecutor;
 
 use crate::commands::engines::Target;
 use crate::config::FileConfig;
-use crate::host::SandboxToolsOnly;
 
 /// Connects to the daemon (`DOCKER_HOST` or the default socket) and negotiates the API
 /// version; a daemon that does not answer is classified by [`crate::failure`].
@@ -60,7 +59,7 @@ pub async fn start_fleet(targets: &[Target], config: &FileConfig) -> Result<Flee
 /// host tools of its own: its host executor offers exactly the seven sandbox tools.
 pub fn executor(pool: &Fleet, config: &FileConfig, user: &str) -> DockerExecutor {
     DockerExecutor::with_config(
-        Arc::new(SandboxToolsOnly),
+        Arc::new(sandbox_tools::SandboxToolsOnly),
         pool.clone(),
         config.tools.clone(),
         user,

@@ -8,7 +8,6 @@ mod commands;
 mod config;
 mod daemon;
 mod failure;
-mod host;
 mod table;
 
 use std::process::ExitCode;

@@ -20,6 +20,32 @@ pub trait Executor: Send + Sync {
     async fn call_tool(&self, name: &str, args: Value, ctx: &CallContext) -> ToolResult;
 }
 
+/// A host executor that offers the seven sandbox tools and nothing else: for a
+/// [`DockerExecutor`](crate::DockerExecutor) with no host tools behind it (an operator's CLI,
+/// a benchmark, a service whose host tools live elsewhere). Any other name is an unknown tool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SandboxToolsOnly;
+
+#[async_trait]
+impl Executor for SandboxToolsOnly {
+    fn has_tool(&self, name: &str) -> bool {
+        crate::is_sandbox_tool(name)
+    }
+
+    fn schemas(&self) -> Vec<Value> {
+        // `DockerExecutor` answers the sandbox tools' schemas itself, configured.
+        Vec::new()
+    }
+
+    async fn call_tool(&self, name: &str, _args: Value, _ctx: &CallContext) -> ToolResult {
+        // Only reached for names that are not sandbox tools: there is nothing else here.
+        ToolResult::new(
+            crate::format::unknown_tool(name),
+            crate::format::EXIT_BAD_ARGS,
+        )
+    }
+}
+
 /// What one call carries besides its arguments.
 #[derive(Clone, Default)]
 pub struct CallContext {
@@ -102,5 +128,24 @@ impl ToolResult {
             exit_code,
             meta: ToolMeta::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sandbox_only_host_offers_the_seven_tools_and_nothing_else() {
+        let host = SandboxToolsOnly;
+        assert!(crate::SANDBOX_TOOLS.iter().all(|t| host.has_tool(t)));
+        assert!(!host.has_tool("web_search"));
+        let r = host
+            .call_tool("web_search", Value::Null, &CallContext::new("t"))
+            .await;
+        assert_eq!(
+            (r.content.as_str(), r.exit_code),
+            ("[Error] unknown tool: web_search", 2)
+        );
     }
 }

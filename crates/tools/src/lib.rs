@@ -29,7 +29,7 @@ pub mod schema;
 pub use args::{ArgError, TimeoutLimits};
 pub use config::{DEFAULT_OUTPUT_HEAD, DEFAULT_OUTPUT_TAIL, ToolsConfig, Transport};
 pub use docker_executor::DockerExecutor;
-pub use executor::{CallContext, Executor, ToolMeta, ToolResult};
+pub use executor::{CallContext, Executor, SandboxToolsOnly, ToolMeta, ToolResult};
 pub use file_config::{ConfigError, ConfigFormat, FileConfig};
 pub use quota::{
     DirUsage, FailurePolicy, QuotaConfig, QuotaDecision, QuotaError, QuotaGate, UsageStore,
