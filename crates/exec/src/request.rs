@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sandbox_protocol::{Program, ToolInput};
+use sandbox_protocol::{Program, Tool, ToolInput};
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::OutputCaps;
@@ -135,10 +135,8 @@ impl ExecRequest {
     }
 
     /// Runs one of the runner's file tools with `input` on stdin.
-    pub fn tool(name: &str, input: &ToolInput) -> Self {
-        let mut req = Self::with_program(Program::Tool {
-            name: name.to_owned(),
-        });
+    pub fn tool(tool: Tool, input: &ToolInput) -> Self {
+        let mut req = Self::with_program(Program::Tool { name: tool });
         req.stdin = Some(Bytes::from(
             serde_json::to_vec(input).expect("a JSON value always serializes"),
         ));

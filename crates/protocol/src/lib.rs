@@ -44,6 +44,79 @@ pub const EXEC_ID_ENV: &str = "SBX_EXEC_ID";
 /// `/run/sbx-<uid>/`. Per uid so that one sandbox user cannot plant files for another.
 pub const PGID_DIR_PREFIX: &str = "/run/sbx-";
 
+/// The seven sandbox tools, by the names the model calls them (on the wire too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tool {
+    /// `bash -c COMMAND`.
+    Shell,
+    /// A Python program.
+    RunPython,
+    /// Read a text file.
+    Read,
+    /// Write a file whole.
+    Write,
+    /// Replace a string in a file.
+    Edit,
+    /// Find files by pattern.
+    Glob,
+    /// Search files' contents.
+    Grep,
+}
+
+impl Tool {
+    /// Every tool, in the order the model is shown them.
+    pub const ALL: [Tool; 7] = [
+        Tool::Shell,
+        Tool::RunPython,
+        Tool::Read,
+        Tool::Write,
+        Tool::Edit,
+        Tool::Glob,
+        Tool::Grep,
+    ];
+
+    /// The name the model calls it by.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tool::Shell => "shell",
+            Tool::RunPython => "run_python",
+            Tool::Read => "read",
+            Tool::Write => "write",
+            Tool::Edit => "edit",
+            Tool::Glob => "glob",
+            Tool::Grep => "grep",
+        }
+    }
+
+    /// The tool called `name`, if it is one of the seven.
+    pub fn from_name(name: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether the runner runs it itself (the file tools), rather than a program.
+    pub const fn is_file_tool(self) -> bool {
+        !matches!(self, Tool::Shell | Tool::RunPython)
+    }
+
+    /// Whether its arguments take a `timeout` in seconds (`shell`, `run_python`, `grep`); the
+    /// others run within the configured file-tool deadline.
+    pub const fn takes_timeout(self) -> bool {
+        matches!(self, Tool::Shell | Tool::RunPython | Tool::Grep)
+    }
+
+    /// Whether it changes a file (`write`, `edit`): the disk-quota gate sees it first.
+    pub const fn writes(self) -> bool {
+        matches!(self, Tool::Write | Tool::Edit)
+    }
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The runner's subcommands (argv[1]).
 pub mod cmd {
     /// `sandbox-runner run <exec id>`: supervise one call. Its stdin carries a
@@ -405,8 +478,8 @@ pub enum Program {
     },
     /// One of the runner's own file tools; its [`ToolInput`] arrives on stdin.
     Tool {
-        /// `read`, `write`, `edit`, `glob` or `grep`.
-        name: String,
+        /// `read`, `write`, `edit`, `glob` or `grep` ([`Tool::is_file_tool`]).
+        name: Tool,
     },
 }
 
@@ -676,6 +749,24 @@ pub mod exit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tools_go_by_their_names_both_ways_and_on_the_wire() {
+        for tool in Tool::ALL {
+            assert_eq!(Tool::from_name(tool.name()), Some(tool));
+            assert_eq!(
+                serde_json::to_string(&tool).expect("json"),
+                format!("\"{tool}\"")
+            );
+        }
+        assert_eq!(Tool::from_name("web_search"), None);
+        let files: Vec<_> = Tool::ALL.into_iter().filter(|t| t.is_file_tool()).collect();
+        assert_eq!(
+            files,
+            [Tool::Read, Tool::Write, Tool::Edit, Tool::Glob, Tool::Grep]
+        );
+        assert!(Tool::Write.writes() && Tool::Edit.writes() && !Tool::Read.writes());
+    }
 
     #[test]
     fn run_request_round_trips_as_json() {

@@ -49,6 +49,10 @@ fn main() {
             let _ = std::io::stdout().write_all(&frame::encode(frame::REPORT, &json));
         }
         [c, name] if *c == cmd::TOOL => {
+            let tool = tools::file_tool(name).unwrap_or_else(|refused| {
+                let _ = std::io::stderr().write_all(refused.stderr.as_bytes());
+                std::process::exit(refused.code)
+            });
             let mut raw = Vec::new();
             let read = std::io::stdin()
                 .take(MAX_TOOL_INPUT + 1)
@@ -56,20 +60,20 @@ fn main() {
             let out = match read {
                 Err(e) => tools::ToolOutput::failed(format!("reading the tool input: {e}")),
                 Ok(_) if raw.len() as u64 > MAX_TOOL_INPUT => {
-                    tools::ToolOutput::bad_args(name, "input larger than 256 MiB")
+                    tools::ToolOutput::bad_args(tool, "input larger than 256 MiB")
                 }
                 Ok(_) => match (
                     serde_json::from_slice::<ToolInput>(&raw),
                     std::env::current_dir(),
                 ) {
                     (Err(e), _) => {
-                        tools::ToolOutput::bad_args(name, format!("input is not valid JSON: {e}"))
+                        tools::ToolOutput::bad_args(tool, format!("input is not valid JSON: {e}"))
                     }
                     // Resolving relative paths against `/` instead would surprise everyone.
                     (_, Err(e)) => tools::ToolOutput::failed(format!(
                         "{name}: the working directory is gone: {e}"
                     )),
-                    (Ok(input), Ok(cwd)) => tools::run_tool(name, &input, &cwd),
+                    (Ok(input), Ok(cwd)) => tools::run_tool(tool, &input, &cwd),
                 },
             };
             let _ = std::io::stdout().write_all(out.stdout.as_bytes());

@@ -34,14 +34,14 @@ use rustix::io::Errno;
 use rustix::process::{WaitOptions, getpid, waitpid};
 use sandbox_protocol::{
     EXEC_ID_ENV, ExitStatus, Hello, KillCause, KillRequest, PROTOCOL_VERSION, Program, RunReport,
-    RunRequest, SpawnFailure, ToolInput, channel, cmd, exit, frame,
+    RunRequest, SpawnFailure, Tool, ToolInput, channel, cmd, exit, frame,
 };
 
 use crate::supervise::{Sink, dup_std, exit_status, failure_of, lock, runner_exe};
 use crate::{kill, tools};
 
 /// File tools that run on a thread of this process: one file each, bounded by their own limits.
-const IN_PROCESS_TOOLS: [&str; 3] = ["read", "write", "edit"];
+const IN_PROCESS_TOOLS: [Tool; 3] = [Tool::Read, Tool::Write, Tool::Edit];
 /// Upper bound on an in-process tool's input (as `sandbox-runner tool`).
 const MAX_TOOL_INPUT: usize = 256 * 1024 * 1024;
 /// Read size of the pipes.
@@ -99,7 +99,7 @@ struct Supervised {
 
 /// A file tool running here: its input so far, and whether its report went out.
 struct InProcess {
-    name: String,
+    name: Tool,
     cwd: Option<String>,
     input: Vec<u8>,
     reported: Arc<AtomicBool>,
@@ -321,7 +321,7 @@ impl Server {
                     t.input.extend_from_slice(payload);
                 }
                 frame::DATA => {
-                    let result = tools::ToolOutput::bad_args(&t.name, "input larger than 256 MiB");
+                    let result = tools::ToolOutput::bad_args(t.name, "input larger than 256 MiB");
                     let (done, started) = (Arc::clone(&t.reported), t.started);
                     self.calls.remove(&id);
                     tool_answer(&self.out, id, &done, started, &result);
@@ -366,11 +366,11 @@ impl Server {
             let why = "the request came after its deadline; not starting it".to_owned();
             return report(&self.out, id, failed(SpawnFailure::BadRequest, why));
         }
-        if let Program::Tool { name } = &req.program
-            && IN_PROCESS_TOOLS.contains(&name.as_str())
+        if let Program::Tool { name } = req.program
+            && IN_PROCESS_TOOLS.contains(&name)
         {
             let call = InProcess {
-                name: name.clone(),
+                name,
                 cwd: req.cwd.clone(),
                 input: Vec::new(),
                 reported: Arc::new(AtomicBool::new(false)),
@@ -504,10 +504,10 @@ impl Server {
                 Ok(cwd) => {
                     let result = match serde_json::from_slice::<ToolInput>(&t.input) {
                         Err(e) => tools::ToolOutput::bad_args(
-                            &t.name,
+                            t.name,
                             format!("input is not valid JSON: {e}"),
                         ),
-                        Ok(input) => tools::run_tool(&t.name, &input, &cwd),
+                        Ok(input) => tools::run_tool(t.name, &input, &cwd),
                     };
                     tool_answer(&out, id, &t.reported, t.started, &result);
                 }

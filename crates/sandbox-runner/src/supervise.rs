@@ -327,7 +327,7 @@ fn command_for(req: &RunRequest, script: Option<&str>) -> Result<Command, Failur
         }
         Program::Tool { name } => {
             let mut c = Command::new(runner_exe());
-            c.arg(cmd::TOOL).arg(name);
+            c.arg(cmd::TOOL).arg(name.name());
             c
         }
     })

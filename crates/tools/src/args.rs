@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use sandbox_exec::Tool;
 use serde_json::{Map, Value};
 
 use crate::format::EXIT_BAD_ARGS;
@@ -61,22 +62,22 @@ impl Default for TimeoutLimits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("[Error] bad arguments to {tool}: {message}")]
 pub struct ArgError {
-    tool: String,
+    tool: Tool,
     message: String,
 }
 
 impl ArgError {
     /// `tool`'s arguments are wrong, as `message` says.
-    pub fn new(tool: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(tool: Tool, message: impl Into<String>) -> Self {
         Self {
-            tool: tool.into(),
+            tool,
             message: message.into(),
         }
     }
 
     /// The tool whose arguments were refused.
-    pub fn tool(&self) -> &str {
-        &self.tool
+    pub fn tool(&self) -> Tool {
+        self.tool
     }
 
     /// What is wrong with them.
@@ -120,7 +121,7 @@ pub struct FileToolCall<'a> {
 
 /// Checks `shell`'s arguments: `command` must be a non-blank string.
 pub fn parse_shell(args: &Value, limits: &TimeoutLimits) -> Result<ShellArgs, ArgError> {
-    const TOOL: &str = "shell";
+    const TOOL: Tool = Tool::Shell;
     let map = object(TOOL, args)?;
     let command = match map.get("command") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -137,7 +138,7 @@ pub fn parse_shell(args: &Value, limits: &TimeoutLimits) -> Result<ShellArgs, Ar
 
 /// Checks `run_python`'s arguments: `code` must be a string (empty is allowed).
 pub fn parse_python(args: &Value, limits: &TimeoutLimits) -> Result<PythonArgs, ArgError> {
-    const TOOL: &str = "run_python";
+    const TOOL: Tool = Tool::RunPython;
     let map = object(TOOL, args)?;
     let Some(Value::String(code)) = map.get("code") else {
         return Err(ArgError::new(TOOL, "code must be string"));
@@ -150,17 +151,17 @@ pub fn parse_python(args: &Value, limits: &TimeoutLimits) -> Result<PythonArgs, 
     })
 }
 
-/// The host deadline of file tool `name` (one of `read`, `write`, `edit`, `glob`, `grep`):
+/// The host deadline of file tool `tool` ([`Tool::is_file_tool`]):
 /// [`TimeoutLimits::file_default`], or for grep its own `timeout` plus [`GREP_SLACK`].
 pub fn file_tool_timeout(
-    name: &str,
+    tool: Tool,
     args: &Value,
     limits: &TimeoutLimits,
 ) -> Result<Duration, ArgError> {
-    parse_file_tool(name, args, limits).map(|call| call.deadline)
+    parse_file_tool(tool, args, limits).map(|call| call.deadline)
 }
 
-/// Checks what the host needs of file tool `name`'s arguments and gives the call to run.
+/// Checks what the host needs of file tool `tool`'s arguments and gives the call to run.
 ///
 /// For grep, the host reads `timeout` with the same rules as `shell` (absent, `null`, `0` or
 /// `false` mean the default; capped at [`TimeoutLimits::max`]) and writes the effective
@@ -168,18 +169,18 @@ pub fn file_tool_timeout(
 /// planned for: the runner refuses `0`/`false` and knows no cap. Other arguments are left for
 /// the runner to check, and other tools' arguments are passed on untouched (not copied).
 pub fn parse_file_tool<'a>(
-    name: &str,
+    tool: Tool,
     args: &'a Value,
     limits: &TimeoutLimits,
 ) -> Result<FileToolCall<'a>, ArgError> {
-    let map = object(name, args)?;
-    if name != "grep" {
+    let map = object(tool, args)?;
+    if tool != Tool::Grep {
         return Ok(FileToolCall {
             args: Cow::Borrowed(args),
             deadline: limits.file_default,
         });
     }
-    let own = timeout(name, map, limits.file_default, limits.max)?;
+    let own = timeout(tool, map, limits.file_default, limits.max)?;
     let mut rewritten = map.clone();
     rewritten.insert("timeout".to_owned(), Value::from(own.as_secs_f64()));
     Ok(FileToolCall {
@@ -188,7 +189,7 @@ pub fn parse_file_tool<'a>(
     })
 }
 
-fn program_size(tool: &str, name: &str, program: &str) -> Result<(), ArgError> {
+fn program_size(tool: Tool, name: &str, program: &str) -> Result<(), ArgError> {
     if program.len() > MAX_PROGRAM_BYTES {
         return Err(ArgError::new(
             tool,
@@ -201,7 +202,7 @@ fn program_size(tool: &str, name: &str, program: &str) -> Result<(), ArgError> {
     Ok(())
 }
 
-fn object<'a>(tool: &str, args: &'a Value) -> Result<&'a Map<String, Value>, ArgError> {
+fn object(tool: Tool, args: &Value) -> Result<&Map<String, Value>, ArgError> {
     args.as_object()
         .ok_or_else(|| ArgError::new(tool, "arguments must be a JSON object"))
 }
@@ -209,7 +210,7 @@ fn object<'a>(tool: &str, args: &'a Value) -> Result<&'a Map<String, Value>, Arg
 /// The `timeout` argument in seconds. Absent, `null`, `0` and `false` mean `default`, as the
 /// seed's `int(args.get("timeout") or 60)` did; a positive number is capped at `max`.
 fn timeout(
-    tool: &str,
+    tool: Tool,
     map: &Map<String, Value>,
     default: Duration,
     max: Duration,
@@ -334,10 +335,10 @@ mod tests {
                 "[Error] bad arguments to shell: arguments must be a JSON object"
             );
             let python = parse_python(&bad, &limits()).expect_err("python");
-            assert_eq!(python.tool(), "run_python");
+            assert_eq!(python.tool(), Tool::RunPython);
             assert_eq!(python.message(), "arguments must be a JSON object");
-            for tool in ["read", "write", "edit", "glob", "grep"] {
-                let err = file_tool_timeout(tool, &bad, &limits()).expect_err(tool);
+            for tool in Tool::ALL.into_iter().filter(|t| t.is_file_tool()) {
+                let err = file_tool_timeout(tool, &bad, &limits()).expect_err("not an object");
                 assert_eq!(
                     err.to_string(),
                     format!("[Error] bad arguments to {tool}: arguments must be a JSON object")
@@ -414,9 +415,9 @@ mod tests {
 
     #[test]
     fn file_tools_get_the_file_default_and_ignore_timeout() {
-        for tool in ["read", "write", "edit", "glob"] {
+        for tool in [Tool::Read, Tool::Write, Tool::Edit, Tool::Glob] {
             let args = json!({"path": "a", "timeout": 500});
-            let call = parse_file_tool(tool, &args, &limits()).expect(tool);
+            let call = parse_file_tool(tool, &args, &limits()).expect("a file tool");
             assert_eq!(call.deadline, DEFAULT_FILE_TIMEOUT);
             assert!(matches!(call.args, Cow::Borrowed(_)), "passed on untouched");
         }
@@ -424,8 +425,13 @@ mod tests {
 
     #[test]
     fn grep_gets_its_own_timeout_plus_slack() {
-        let deadline =
-            |t: Value| file_tool_timeout("grep", &json!({"pattern": "x", "timeout": t}), &limits());
+        let deadline = |t: Value| {
+            file_tool_timeout(
+                Tool::Grep,
+                &json!({"pattern": "x", "timeout": t}),
+                &limits(),
+            )
+        };
         assert_eq!(deadline(Value::Null).expect("default"), secs(32.0));
         assert_eq!(deadline(json!(0)).expect("default"), secs(32.0));
         assert_eq!(deadline(json!(5)).expect("own"), secs(7.0));
@@ -435,20 +441,20 @@ mod tests {
             err.to_string(),
             "[Error] bad arguments to grep: timeout must be a positive number of seconds"
         );
-        let without = file_tool_timeout("grep", &json!({"pattern": "x"}), &limits());
+        let without = file_tool_timeout(Tool::Grep, &json!({"pattern": "x"}), &limits());
         assert_eq!(without.expect("absent"), secs(32.0));
     }
 
     #[test]
     fn grep_runs_with_the_effective_timeout() {
         let args = json!({"pattern": "x", "timeout": 0, "glob": "*.rs"});
-        let call = parse_file_tool("grep", &args, &limits()).expect("ok");
+        let call = parse_file_tool(Tool::Grep, &args, &limits()).expect("ok");
         assert_eq!(
             *call.args,
             json!({"pattern": "x", "timeout": 30.0, "glob": "*.rs"})
         );
         let args = json!({"pattern": "x", "timeout": 9999});
-        let call = parse_file_tool("grep", &args, &limits()).expect("ok");
+        let call = parse_file_tool(Tool::Grep, &args, &limits()).expect("ok");
         assert_eq!(call.args["timeout"], json!(600.0));
     }
 }

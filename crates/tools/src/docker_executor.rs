@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use sandbox_exec::{
-    ExecClient, ExecOptions, ExecRequest, Outcome, OutputCaps, Termination, ToolInput,
+    ExecClient, ExecOptions, ExecRequest, Outcome, OutputCaps, Termination, Tool, ToolInput,
 };
 use sandbox_pool::{Fleet, Lease, Recreated};
 use serde_json::Value;
@@ -334,7 +334,7 @@ impl DockerExecutor {
         let req = req
             .with_timeout(parsed.timeout)
             .with_caps(self.command_caps());
-        self.command("shell", req, ctx).await
+        self.command(Tool::Shell, req, ctx).await
     }
 
     async fn python(&self, args: &Value, ctx: &CallContext) -> ToolResult {
@@ -348,7 +348,7 @@ impl DockerExecutor {
         for (k, v) in PYTHON_ENV {
             req = req.with_env(k, v);
         }
-        self.command("run_python", req, ctx).await
+        self.command(Tool::RunPython, req, ctx).await
     }
 
     fn command_caps(&self) -> OutputCaps {
@@ -360,7 +360,7 @@ impl DockerExecutor {
     }
 
     /// shell and run_python: `[stdout]`/`[stderr]`/`[exit N]` with the command's real code.
-    async fn command(&self, tool: &str, req: ExecRequest, ctx: &CallContext) -> ToolResult {
+    async fn command(&self, tool: Tool, req: ExecRequest, ctx: &CallContext) -> ToolResult {
         let timeout = req.timeout();
         let deadline = Instant::now() + timeout;
         match self.run(req, ctx, deadline).await {
@@ -374,19 +374,19 @@ impl DockerExecutor {
         }
     }
 
-    async fn file_tool(&self, tool: &str, args: &Value, ctx: &CallContext) -> ToolResult {
+    async fn file_tool(&self, tool: Tool, args: &Value, ctx: &CallContext) -> ToolResult {
         let call = match args::parse_file_tool(tool, args, &self.shared.config.timeouts()) {
             Ok(c) => c,
             Err(e) => return bad_args(&e),
         };
         // The reported seconds are the model's own timeout; the deadline may add grep's slack.
         let secs = whole_secs(match tool {
-            "grep" => call.deadline.saturating_sub(args::GREP_SLACK),
+            Tool::Grep => call.deadline.saturating_sub(args::GREP_SLACK),
             _ => call.deadline,
         });
         let started = Instant::now();
         let deadline = started + call.deadline;
-        let writes = matches!(tool, "write" | "edit");
+        let writes = tool.writes();
         let mut max_growth_bytes = None;
         if writes {
             let root = self.shared.pool.user_root(&self.user);
@@ -441,10 +441,10 @@ impl DockerExecutor {
 /// Bytes a change surely adds, for the gate's early refusal: an `edit` grows the file by at
 /// least one replacement's difference; a `write` may overwrite a file of any size, so nothing
 /// is sure. The runner then checks the exact growth against the remaining headroom.
-fn incoming_bytes(tool: &str, args: &Value) -> u64 {
+fn incoming_bytes(tool: Tool, args: &Value) -> u64 {
     let len = |key: &str| args.get(key).and_then(Value::as_str).map_or(0, str::len) as u64;
     match tool {
-        "edit" => len("new_string").saturating_sub(len("old_string")),
+        Tool::Edit => len("new_string").saturating_sub(len("old_string")),
         _ => 0,
     }
 }
@@ -452,7 +452,7 @@ fn incoming_bytes(tool: &str, args: &Value) -> u64 {
 /// Turns an outcome into the model's text: timeouts, cancellations and lost sandboxes the
 /// same way for every tool, the rest by `done`.
 fn finish(
-    tool: &str,
+    tool: Tool,
     outcome: &Outcome,
     recreated: Option<Recreated>,
     timeout_secs: u64,
@@ -477,7 +477,7 @@ fn finish(
         Termination::Exited { .. } | Termination::Signaled { .. } => done(outcome),
     };
     debug!(
-        tool,
+        tool = tool.name(),
         exit_code,
         duration_ms = outcome.duration.as_millis() as u64,
         "tool call finished"
@@ -575,21 +575,21 @@ impl Executor for DockerExecutor {
 
     #[tracing::instrument(skip_all, fields(user = %self.user, tool = name, task = %ctx.task_id))]
     async fn call_tool(&self, name: &str, args: Value, ctx: &CallContext) -> ToolResult {
-        if !is_sandbox_tool(name) {
+        let Some(tool) = Tool::from_name(name) else {
             return self.shared.host.call_tool(name, args, ctx).await;
-        }
+        };
         // A capability the service turned off: the model never saw its schema either.
         if !self.shared.host.has_tool(name) {
             return ToolResult::new(format::unknown_tool(name), EXIT_BAD_ARGS);
         }
         let started = Instant::now();
-        let mut result = match name {
-            "shell" => self.shell(&args, ctx).await,
-            "run_python" => self.python(&args, ctx).await,
-            _ => self.file_tool(name, &args, ctx).await,
+        let mut result = match tool {
+            Tool::Shell => self.shell(&args, ctx).await,
+            Tool::RunPython => self.python(&args, ctx).await,
+            _ => self.file_tool(tool, &args, ctx).await,
         };
         result.meta.duration = started.elapsed();
-        crate::metrics::record(name, &result);
+        crate::metrics::record(tool, &result);
         result
     }
 }

@@ -65,18 +65,18 @@ pub fn cancelled() -> &'static str {
 }
 
 /// `[Error executing {tool} via docker] {detail}` (answered with [`EXIT_INTERNAL`]).
-pub fn internal_error(tool: &str, detail: impl Display) -> String {
+pub fn internal_error(tool: impl Display, detail: impl Display) -> String {
     format!("[Error executing {tool} via docker] {detail}")
 }
 
 /// `[Error executing {tool} via docker] sandbox lost: {detail}`: the container went away
 /// under the call (answered with [`EXIT_INTERNAL`]).
-pub fn sandbox_lost(tool: &str, detail: impl Display) -> String {
+pub fn sandbox_lost(tool: impl Display, detail: impl Display) -> String {
     internal_error(tool, format_args!("sandbox lost: {detail}"))
 }
 
 /// `[Error] unknown tool: {name}` (answered with [`EXIT_BAD_ARGS`]).
-pub fn unknown_tool(name: &str) -> String {
+pub fn unknown_tool(name: impl Display) -> String {
     format!("[Error] unknown tool: {name}")
 }
 

@@ -34,5 +34,5 @@ pub use file_config::{ConfigError, ConfigFormat, FileConfig};
 pub use quota::{
     DirUsage, FailurePolicy, QuotaConfig, QuotaDecision, QuotaError, QuotaGate, UsageStore,
 };
-pub use sandbox_exec::{OutputChunk, OutputSink, StreamKind};
+pub use sandbox_exec::{OutputChunk, OutputSink, StreamKind, Tool};
 pub use schema::{SANDBOX_TOOLS, is_sandbox_tool, sandbox_tool_schemas};

@@ -1,7 +1,8 @@
 //! The tools' metrics, through the `metrics` facade (the service installs the recorder).
 
+use sandbox_exec::Tool;
+
 use crate::executor::ToolResult;
-use crate::schema::SANDBOX_TOOLS;
 
 /// Counter: sandbox tool calls, by `tool` and `outcome` (`ok`, `failed`: a non-zero exit or
 /// an error, `timed_out`, `cancelled`, `lost`: the sandbox went away).
@@ -30,18 +31,9 @@ fn outcome(result: &ToolResult) -> &'static str {
     }
 }
 
-/// The tool's name as a static label (no allocation per call): one of the seven.
-fn label(tool: &str) -> &'static str {
-    SANDBOX_TOOLS
-        .iter()
-        .find(|t| **t == tool)
-        .copied()
-        .unwrap_or("other")
-}
-
 /// Counts one finished sandbox tool call.
-pub(crate) fn record(tool: &str, result: &ToolResult) {
-    let tool = label(tool);
+pub(crate) fn record(tool: Tool, result: &ToolResult) {
+    let tool = tool.name();
     ::metrics::counter!(CALLS, "tool" => tool, "outcome" => outcome(result)).increment(1);
     ::metrics::histogram!(CALL_SECONDS, "tool" => tool).record(result.meta.duration.as_secs_f64());
     if let Some(kill) = &result.meta.kill {
@@ -51,8 +43,8 @@ pub(crate) fn record(tool: &str, result: &ToolResult) {
 }
 
 /// Counts one write the quota gate refused.
-pub(crate) fn quota_refused(tool: &str) {
-    ::metrics::counter!(QUOTA_REFUSALS, "tool" => label(tool)).increment(1);
+pub(crate) fn quota_refused(tool: Tool) {
+    ::metrics::counter!(QUOTA_REFUSALS, "tool" => tool.name()).increment(1);
 }
 
 #[cfg(test)]

@@ -7,24 +7,26 @@
 
 use std::time::Duration;
 
+use sandbox_exec::Tool;
 use serde_json::{Value, json};
 
 use crate::config::ToolsConfig;
 
-/// The tools that run inside the user's container; every other tool runs on the host.
+/// The names of the tools that run inside the user's container ([`Tool::ALL`]); every other
+/// tool runs on the host.
 pub const SANDBOX_TOOLS: [&str; 7] = [
-    "shell",
-    "run_python",
-    "read",
-    "write",
-    "edit",
-    "glob",
-    "grep",
+    Tool::Shell.name(),
+    Tool::RunPython.name(),
+    Tool::Read.name(),
+    Tool::Write.name(),
+    Tool::Edit.name(),
+    Tool::Glob.name(),
+    Tool::Grep.name(),
 ];
 
-/// Whether `name` is one of [`SANDBOX_TOOLS`].
+/// Whether `name` is one of the sandbox tools ([`Tool::from_name`]).
 pub fn is_sandbox_tool(name: &str) -> bool {
-    SANDBOX_TOOLS.contains(&name)
+    Tool::from_name(name).is_some()
 }
 
 /// One schema per sandbox tool, in the order of [`SANDBOX_TOOLS`]:
@@ -311,6 +313,7 @@ mod tests {
         let schemas = sandbox_tool_schemas(&ToolsConfig::default());
         let names: Vec<&str> = schemas.iter().filter_map(|s| s["name"].as_str()).collect();
         assert_eq!(names, SANDBOX_TOOLS);
+        assert_eq!(SANDBOX_TOOLS, Tool::ALL.map(Tool::name));
         for schema in &schemas {
             let name = &schema["name"];
             assert!(

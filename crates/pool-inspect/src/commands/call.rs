@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use sandbox_pool::{ShutdownPolicy, validate_user};
 use sandbox_tools::{
-    CallContext, Executor, OutputChunk, OutputSink, SANDBOX_TOOLS, StreamKind, is_sandbox_tool,
+    CallContext, Executor, OutputChunk, OutputSink, SANDBOX_TOOLS, StreamKind, Tool,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -19,16 +19,13 @@ use crate::config::FileConfig;
 use crate::daemon;
 use crate::failure::{EXIT_FAILURE, EXIT_OK, usage};
 
-/// Tools whose arguments take a `timeout` (seconds).
-const TOOLS_WITH_TIMEOUT: [&str; 3] = ["shell", "run_python", "grep"];
-
 /// A call whose command-line arguments were checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The user.
     pub user: String,
     /// The tool.
-    pub tool: String,
+    pub tool: Tool,
     /// Its arguments.
     pub args: Value,
 }
@@ -37,13 +34,13 @@ pub struct Plan {
 /// before anything touches the daemon, so usage errors exit 2 whatever its state.
 pub fn plan(a: &CallArgs) -> Result<Plan> {
     validate_user(&a.user).map_err(|e| usage(e.to_string()))?;
-    if !is_sandbox_tool(&a.tool) {
+    let Some(tool) = Tool::from_name(&a.tool) else {
         return Err(usage(format!(
             "unknown tool {:?}: use one of {}",
             a.tool,
             SANDBOX_TOOLS.join(", ")
         )));
-    }
+    };
     let mut args: Value = serde_json::from_str(&a.args).map_err(|e| {
         usage(format!(
             "the tool arguments are not valid JSON ({e}): {}",
@@ -62,17 +59,16 @@ pub fn plan(a: &CallArgs) -> Result<Plan> {
                 "--timeout must be a positive number of seconds, not {secs}"
             )));
         }
-        if !TOOLS_WITH_TIMEOUT.contains(&a.tool.as_str()) {
+        if !tool.takes_timeout() {
             return Err(usage(format!(
-                "{} takes no timeout (its deadline is `tools.file_timeout` in the configuration)",
-                a.tool
+                "{tool} takes no timeout (its deadline is `tools.file_timeout` in the configuration)"
             )));
         }
         map.insert("timeout".to_owned(), Value::from(secs));
     }
     Ok(Plan {
         user: a.user.clone(),
-        tool: a.tool.clone(),
+        tool,
         args,
     })
 }
@@ -109,7 +105,7 @@ pub async fn call(targets: &[Target], config: &FileConfig, plan: Plan, stream: b
             cancel.cancel();
         }
     });
-    let result = tools.call_tool(&plan.tool, plan.args, &ctx).await;
+    let result = tools.call_tool(plan.tool.name(), plan.args, &ctx).await;
     on_ctrl_c.abort();
     // The sandbox stays for later calls (and for `ls`/`show`); `rm` removes it.
     pool.shutdown(ShutdownPolicy::Keep).await?;

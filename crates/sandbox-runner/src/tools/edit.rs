@@ -4,14 +4,14 @@
 use std::io::{self, Read};
 use std::path::Path;
 
-use sandbox_protocol::ToolInput;
+use sandbox_protocol::{Tool, ToolInput};
 
 use super::ToolOutput;
 use super::args::Args;
 use super::atomic::{check_growth, replace_file};
 use super::files::{self, follow_symlinks, io_failure};
 
-const TOOL: &str = "edit";
+const TOOL: &str = Tool::Edit.name();
 /// Largest file edited: the whole file is held in memory twice, and the runner's input is
 /// capped at 256 MiB anyway, so no tool call could have written a larger one.
 const MAX_EDIT_BYTES: u64 = 256 * 1024 * 1024;
@@ -88,7 +88,7 @@ mod tests {
             args,
             max_growth_bytes,
         };
-        crate::tools::run_tool(TOOL, &input, cwd)
+        crate::tools::run_tool(Tool::Edit, &input, cwd)
     }
 
     #[test]

@@ -11,14 +11,14 @@ use std::time::SystemTime;
 
 use globset::{GlobBuilder, GlobMatcher};
 use ignore::WalkBuilder;
-use sandbox_protocol::ToolInput;
+use sandbox_protocol::{Tool, ToolInput};
 
 use super::ToolOutput;
 use super::args::Args;
 use super::files::{io_failure, is_git_dir};
 use super::text::display_path;
 
-const TOOL: &str = "glob";
+const TOOL: &str = Tool::Glob.name();
 /// Files listed at most.
 const MAX_FILES: usize = 1000;
 
@@ -124,7 +124,7 @@ mod tests {
             args,
             max_growth_bytes: None,
         };
-        crate::tools::run_tool(TOOL, &input, cwd)
+        crate::tools::run_tool(Tool::Glob, &input, cwd)
     }
 
     /// Creates `rel` under `root` with a modification time `age` seconds in the past.

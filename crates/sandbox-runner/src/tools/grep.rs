@@ -17,14 +17,14 @@ use grep_regex::{RegexMatcher, RegexMatcherBuilder};
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkContext, SinkMatch};
 use ignore::WalkBuilder;
 use ignore::overrides::OverrideBuilder;
-use sandbox_protocol::ToolInput;
+use sandbox_protocol::{Tool, ToolInput};
 
 use super::ToolOutput;
 use super::args::Args;
 use super::files::{self, io_failure, is_git_dir};
 use super::text::{cut_chars, display_path};
 
-const TOOL: &str = "grep";
+const TOOL: &str = Tool::Grep.name();
 /// Entries (lines, or files) shown when the model gives no `head_limit`.
 const DEFAULT_HEAD_LIMIT: u64 = 250;
 /// Seconds the search may take when the model gives no `timeout`.
@@ -369,7 +369,7 @@ mod tests {
             args,
             max_growth_bytes: None,
         };
-        crate::tools::run_tool(TOOL, &input, cwd)
+        crate::tools::run_tool(Tool::Grep, &input, cwd)
     }
 
     fn ok(cwd: &Path, args: serde_json::Value) -> String {

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use sandbox_protocol::{ToolInput, exit};
+use sandbox_protocol::{Tool, ToolInput, exit};
 
 mod args;
 mod atomic;
@@ -52,7 +52,7 @@ impl ToolOutput {
     }
 
     /// Bad arguments: `[Error] bad arguments to TOOL: message`, exit 2.
-    pub fn bad_args(tool: &str, message: impl std::fmt::Display) -> Self {
+    pub fn bad_args(tool: impl std::fmt::Display, message: impl std::fmt::Display) -> Self {
         Self {
             stdout: String::new(),
             stderr: format!("[Error] bad arguments to {tool}: {message}"),
@@ -71,15 +71,24 @@ impl ToolOutput {
     }
 }
 
-/// Runs tool `name` with `input`, resolving relative paths against `cwd`.
-pub fn run_tool(name: &str, input: &ToolInput, cwd: &Path) -> ToolOutput {
-    let run = match name {
-        "read" => read::run,
-        "write" => write::run,
-        "edit" => edit::run,
-        "glob" => glob::run,
-        "grep" => grep::run,
-        _ => return ToolOutput::refused(format!("unknown tool: {name}")),
+/// The file tool called `name`, or the runner's refusal of any other name.
+pub fn file_tool(name: &str) -> Result<Tool, ToolOutput> {
+    Tool::from_name(name)
+        .filter(|t| t.is_file_tool())
+        .ok_or_else(|| ToolOutput::refused(format!("unknown tool: {name}")))
+}
+
+/// Runs file tool `tool` with `input`, resolving relative paths against `cwd`.
+pub fn run_tool(tool: Tool, input: &ToolInput, cwd: &Path) -> ToolOutput {
+    let run = match tool {
+        Tool::Read => read::run,
+        Tool::Write => write::run,
+        Tool::Edit => edit::run,
+        Tool::Glob => glob::run,
+        Tool::Grep => grep::run,
+        Tool::Shell | Tool::RunPython => {
+            return ToolOutput::refused(format!("unknown tool: {tool}"));
+        }
     };
     match run(input, cwd) {
         Ok(text) => ToolOutput::ok(text),
@@ -101,17 +110,19 @@ mod tests {
             max_growth_bytes: None,
         };
         let out = run_tool(
-            "write",
+            Tool::Write,
             &input(json!({"path": "a.txt", "content": "hi\n"})),
             dir.path(),
         );
         assert_eq!(out, ToolOutput::ok("Wrote 3 bytes to a.txt"));
-        let out = run_tool("read", &input(json!({"path": "a.txt"})), dir.path());
+        let out = run_tool(Tool::Read, &input(json!({"path": "a.txt"})), dir.path());
         assert_eq!(out, ToolOutput::ok("     1\thi"));
-        let out = run_tool("nope", &input(json!({})), dir.path());
+        let out = file_tool("nope").expect_err("no such tool");
         assert_eq!(
             (out.code, out.stderr.as_str()),
             (2, "[Error] unknown tool: nope")
         );
+        let out = run_tool(Tool::Shell, &input(json!({})), dir.path());
+        assert_eq!(out.stderr, "[Error] unknown tool: shell");
     }
 }

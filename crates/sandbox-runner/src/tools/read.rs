@@ -8,14 +8,14 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 
-use sandbox_protocol::ToolInput;
+use sandbox_protocol::{Tool, ToolInput};
 
 use super::ToolOutput;
 use super::args::Args;
 use super::files::{self, io_failure};
 use super::text::cut_chars;
 
-const TOOL: &str = "read";
+const TOOL: &str = Tool::Read.name();
 /// Lines shown when the model gives no `limit`.
 const DEFAULT_LIMIT: u64 = 2000;
 /// Characters of one line shown before it is cut.
@@ -224,7 +224,7 @@ mod tests {
             args,
             max_growth_bytes: None,
         };
-        crate::tools::run_tool(TOOL, &input, cwd)
+        crate::tools::run_tool(Tool::Read, &input, cwd)
     }
 
     fn ok(cwd: &Path, args: serde_json::Value) -> String {

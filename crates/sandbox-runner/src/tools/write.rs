@@ -6,14 +6,14 @@ use std::io;
 use std::path::Path;
 
 use rustix::io::Errno;
-use sandbox_protocol::ToolInput;
+use sandbox_protocol::{Tool, ToolInput};
 
 use super::ToolOutput;
 use super::args::Args;
 use super::atomic::{check_growth, replace_file};
 use super::files::{check_regular, follow_symlinks, io_failure};
 
-const TOOL: &str = "write";
+const TOOL: &str = Tool::Write.name();
 
 pub(crate) fn run(input: &ToolInput, cwd: &Path) -> Result<String, ToolOutput> {
     let args = Args::new(TOOL, &input.args)?;
@@ -59,7 +59,7 @@ mod tests {
             args,
             max_growth_bytes,
         };
-        crate::tools::run_tool(TOOL, &input, cwd)
+        crate::tools::run_tool(Tool::Write, &input, cwd)
     }
 
     #[test]
