@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::ExecConfig;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sandbox_protocol::{Hello, KillOrder, PROTOCOL_VERSION, channel, cmd, frame};
@@ -129,20 +128,7 @@ impl Channel {
             why,
         };
         let docker = exec.docker();
-        let config = ExecConfig {
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            cmd: Some(vec![
-                exec.options().runner_path.clone(),
-                cmd::SERVE.to_owned(),
-                id.to_owned(),
-            ]),
-            user: user.map(str::to_owned),
-            working_dir: Some("/".to_owned()),
-            ..Default::default()
-        };
+        let config = exec.runner_exec([cmd::SERVE, id], user, true);
         let start = async {
             let created = docker.create_exec(container, config).await.map_err(|e| {
                 ExecError::classify("create exec", container, e, |container, source| {

@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use crate::capture::{Frames, diagnostic};
 use crate::docker::{is_not_found, is_unreachable};
-use crate::error::ExecError;
+use crate::error::{ExecError, error_chain};
 use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
 use crate::request::{ExecRequest, OutputChunk, StreamKind};
 
@@ -456,62 +456,14 @@ impl ExecClient {
         exec_id: &str,
         req: &ExecRequest,
     ) -> Result<(String, ExecOutput, ExecInput), ExecError> {
-        // The command's environment travels in the request; the exec carries the tag only.
+        // Stdin is the runner's control channel (the request travels in it, then the
+        // command's stdin as frames, and the kill order). The command's environment travels in
+        // the request; the exec carries the tag only.
         let config = ExecConfig {
-            // Always: stdin is the runner's control channel (the request travels in it, then
-            // the command's stdin as frames, and the kill order).
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
             env: Some(vec![format!("{EXEC_ID_ENV}={exec_id}")]),
-            cmd: Some(vec![
-                self.options.runner_path.clone(),
-                cmd::RUN.to_owned(),
-                exec_id.to_owned(),
-            ]),
-            user: req.user.clone(),
-            // The runner enters the working directory itself (see `RunRequest::cwd`); the
-            // exec starts at the root, which always exists.
-            working_dir: Some("/".to_owned()),
-            ..Default::default()
+            ..self.runner_exec([cmd::RUN, exec_id], req.user.as_deref(), true)
         };
-        let created = self
-            .docker
-            .create_exec(container, config)
-            .await
-            .map_err(|e| {
-                ExecError::classify("create exec", container, e, |container, source| {
-                    ExecError::CreateExec { container, source }
-                })
-            })?;
-        let docker_exec_id = created.id;
-        let start = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: Some(STREAM_BUFFER),
-        };
-        let attached = self
-            .docker
-            .start_exec(&docker_exec_id, Some(start))
-            .await
-            .map_err(|e| {
-                let id = docker_exec_id.clone();
-                ExecError::classify("start exec", container, e, move |container, source| {
-                    ExecError::StartExec {
-                        container,
-                        docker_exec_id: id,
-                        source,
-                    }
-                })
-            })?;
-        match attached {
-            StartExecResults::Attached { output, input } => Ok((docker_exec_id, output, input)),
-            StartExecResults::Detached => Err(ExecError::NotAttached {
-                container: container.to_owned(),
-                docker_exec_id,
-            }),
-        }
+        self.start_attached(container, config).await
     }
 
     /// Kills every process of the call `exec_id` in `container`, running the kill as `user`
@@ -576,35 +528,15 @@ impl ExecClient {
         user: Option<&str>,
         request: &KillRequest,
     ) -> Result<KillReport, String> {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(vec![
-                self.options.runner_path.clone(),
-                cmd::KILL.to_owned(),
-                serde_json::to_string(request).expect("KillRequest serializes"),
-            ]),
-            user: user.map(str::to_owned),
-            working_dir: Some("/".to_owned()),
-            ..Default::default()
-        };
+        let request = serde_json::to_string(request).expect("KillRequest serializes");
+        let config = self.runner_exec([cmd::KILL, &request], user, false);
         // A daemon that does not answer must not hold the call: the supervisor's own backstop
         // still kills in place.
-        let start = async {
-            let created = self
-                .docker
-                .create_exec(container, config)
-                .await
-                .map_err(|e| format!("creating the kill exec: {e}"))?;
-            match self.docker.start_exec(&created.id, None).await {
-                Ok(StartExecResults::Attached { output, .. }) => Ok(output),
-                Ok(StartExecResults::Detached) => Err("the kill exec started detached".to_owned()),
-                Err(e) => Err(format!("starting the kill exec: {e}")),
-            }
-        };
-        let output = tokio::time::timeout(KILL_EXEC_START_TIMEOUT, start)
+        let start = self.start_attached(container, config);
+        let (_, output, _) = tokio::time::timeout(KILL_EXEC_START_TIMEOUT, start)
             .await
-            .map_err(|_| "the daemon did not start the kill exec in time".to_owned())??;
+            .map_err(|_| "the daemon did not start the kill exec in time".to_owned())?
+            .map_err(|e| format!("the kill exec: {}", error_chain(&e)))?;
         read_kill_report(output).await
     }
 
@@ -660,6 +592,75 @@ impl ExecClient {
 }
 
 impl ExecClient {
+    /// An exec of the runner with `args` (its subcommand and what follows) as `user` (`None`:
+    /// the container's), stdout and stderr attached, stdin too when it is a control channel.
+    /// It starts at the root, which always exists: the runner enters a call's working
+    /// directory itself (see `RunRequest::cwd`).
+    pub(crate) fn runner_exec<'a>(
+        &self,
+        args: impl IntoIterator<Item = &'a str>,
+        user: Option<&str>,
+        stdin: bool,
+    ) -> ExecConfig {
+        let mut cmd = vec![self.options.runner_path.clone()];
+        cmd.extend(args.into_iter().map(str::to_owned));
+        ExecConfig {
+            attach_stdin: Some(stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            cmd: Some(cmd),
+            user: user.map(str::to_owned),
+            working_dir: Some("/".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Creates and starts the exec `config` in `container`, attached: Docker's id of it, its
+    /// output and its stdin. Daemon answers are classified by status code.
+    pub(crate) async fn start_attached(
+        &self,
+        container: &str,
+        config: ExecConfig,
+    ) -> Result<(String, ExecOutput, ExecInput), ExecError> {
+        let created = self
+            .docker
+            .create_exec(container, config)
+            .await
+            .map_err(|e| {
+                ExecError::classify("create exec", container, e, |container, source| {
+                    ExecError::CreateExec { container, source }
+                })
+            })?;
+        let docker_exec_id = created.id;
+        let start = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(STREAM_BUFFER),
+        };
+        let attached = self
+            .docker
+            .start_exec(&docker_exec_id, Some(start))
+            .await
+            .map_err(|e| {
+                let id = docker_exec_id.clone();
+                ExecError::classify("start exec", container, e, move |container, source| {
+                    ExecError::StartExec {
+                        container,
+                        docker_exec_id: id,
+                        source,
+                    }
+                })
+            })?;
+        match attached {
+            StartExecResults::Attached { output, input } => Ok((docker_exec_id, output, input)),
+            StartExecResults::Detached => Err(ExecError::NotAttached {
+                container: container.to_owned(),
+                docker_exec_id,
+            }),
+        }
+    }
+
     /// Resolves when the container is found gone or stopped, looked at every [`WATCH_EVERY`].
     async fn watch_container(&self, container: &str) -> Termination {
         loop {

@@ -40,4 +40,4 @@ pub use error::{ExecError, error_chain};
 pub use outcome::{KillSummary, LostReason, Outcome, Termination};
 pub use processes::{Process, ProcessSource, ProcessTable, top_sees};
 pub use request::{DEFAULT_TIMEOUT, ExecRequest, OutputChunk, OutputSink, StreamKind};
-pub use sandbox_protocol::{KillReport, Program, Tool, ToolInput};
+pub use sandbox_protocol::{KillReport, Program, Tool, ToolInput, exit};

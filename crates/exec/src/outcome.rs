@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sandbox_protocol::KillReport;
+use sandbox_protocol::{KillReport, exit};
 
 use crate::capture::Captured;
 
@@ -38,9 +38,9 @@ impl Termination {
         match self {
             Termination::Exited { code } => *code,
             Termination::Signaled { signal } => signal.saturating_add(128),
-            Termination::TimedOut => 124,
-            Termination::Cancelled => 130,
-            Termination::SandboxLost { .. } => 125,
+            Termination::TimedOut => exit::TIMED_OUT,
+            Termination::Cancelled => exit::CANCELLED,
+            Termination::SandboxLost { .. } => exit::SANDBOX_LOST,
         }
     }
 }

@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use bollard::exec::StartExecResults;
-use bollard::models::ExecConfig;
 use bollard::query_parameters::TopOptionsBuilder;
 use sandbox_protocol::{ProcessList, cmd};
 use serde::Serialize;
@@ -125,42 +123,9 @@ impl ExecClient {
             why,
             source: None,
         };
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(vec![self.options().runner_path.clone(), cmd::PS.to_owned()]),
-            working_dir: Some("/".to_owned()),
-            ..Default::default()
-        };
-        let start = async {
-            let created = self
-                .docker()
-                .create_exec(container, config)
-                .await
-                .map_err(|e| {
-                    ExecError::classify("runner ps", container, e, |container, source| {
-                        ExecError::CreateExec { container, source }
-                    })
-                })?;
-            match self.docker().start_exec(&created.id, None).await {
-                Ok(StartExecResults::Attached { output, .. }) => Ok(output),
-                Ok(StartExecResults::Detached) => Err(ExecError::NotAttached {
-                    container: container.to_owned(),
-                    docker_exec_id: created.id,
-                }),
-                Err(e) => Err(ExecError::classify(
-                    "runner ps",
-                    container,
-                    e,
-                    |container, source| ExecError::StartExec {
-                        container,
-                        docker_exec_id: created.id.clone(),
-                        source,
-                    },
-                )),
-            }
-        };
-        let output = tokio::time::timeout(PS_START_TIMEOUT, start)
+        let config = self.runner_exec([cmd::PS], None, false);
+        let start = self.start_attached(container, config);
+        let (_, output, _) = tokio::time::timeout(PS_START_TIMEOUT, start)
             .await
             .map_err(|_| failed("the daemon did not start the runner's ps in time".to_owned()))??;
         let read = read_report(output, "the runner's ps", ProcessList::check);

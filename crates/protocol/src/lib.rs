@@ -744,6 +744,13 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 127;
     /// The supervisor could not execute the program (like the shell's 126).
     pub const CANNOT_EXECUTE: i32 = 126;
+    /// A call that ran out of time (as `timeout(1)` reports it).
+    pub const TIMED_OUT: i32 = 124;
+    /// A cancelled call (128 + SIGINT, as a shell reports Ctrl-C).
+    pub const CANCELLED: i32 = 130;
+    /// A call whose sandbox went away under it (the code `docker run` uses for "the container
+    /// failed, not the command").
+    pub const SANDBOX_LOST: i32 = 125;
 }
 
 #[cfg(test)]

@@ -7,16 +7,18 @@
 
 use std::fmt::Display;
 
-use sandbox_exec::Captured;
+use sandbox_exec::{Captured, exit};
 
-/// Exit code of an answer to bad arguments, an unknown tool or a refused write.
-pub const EXIT_BAD_ARGS: i32 = 2;
-/// Exit code of an answer to a call that ran out of time (as `timeout(1)`).
-pub const EXIT_TIMEOUT: i32 = 124;
-/// Exit code of an answer to a cancelled call (128 + SIGINT, as a shell reports Ctrl-C).
-pub const EXIT_CANCELLED: i32 = 130;
-/// Exit code of an answer to a failure of ours, not of the command.
-pub const EXIT_INTERNAL: i32 = 1;
+/// Exit code of an answer to bad arguments, an unknown tool or a refused write: 2, the
+/// runner's own ([`exit::BAD_ARGS`]).
+pub const EXIT_BAD_ARGS: i32 = exit::BAD_ARGS;
+/// Exit code of an answer to a call that ran out of time: 124 ([`exit::TIMED_OUT`]).
+pub const EXIT_TIMEOUT: i32 = exit::TIMED_OUT;
+/// Exit code of an answer to a cancelled call: 130 ([`exit::CANCELLED`]).
+pub const EXIT_CANCELLED: i32 = exit::CANCELLED;
+/// Exit code of an answer to a failure of ours, not of the command (a lost sandbox too, as
+/// the seed answered every failure to run): 1 ([`exit::FAILED`]).
+pub const EXIT_INTERNAL: i32 = exit::FAILED;
 
 /// A `shell` or `run_python` result: `[stdout]\n...`, `[stderr]\n...` (each only when the
 /// stream carried anything) and always `[exit N]`, one per line. Each stream's trailing

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use sandbox_exec::docker::is_not_found;
 use sandbox_pool::bollard::Docker;
 use sandbox_pool::{Housekeeping, PoolError, SandboxPool, ShutdownPolicy, daemon_view};
+use sandbox_tools::format::{EXIT_CANCELLED, EXIT_TIMEOUT};
 use sandbox_tools::{CallContext, DockerExecutor, Executor, ToolResult};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -206,7 +207,7 @@ async fn conversation(
     let args = json!({"command": "sleep 300 & echo started; sleep 30", "timeout": 2});
     let r = step(&tools, style, "shell", args, None).await;
     ok &= style.check(
-        r.exit_code == 124,
+        r.exit_code == EXIT_TIMEOUT,
         "timed out after 2 s (exit 124) although a background child held its output",
     );
     let r = step(
@@ -238,7 +239,7 @@ async fn conversation(
     )
     .await;
     ok &= style.check(
-        r.exit_code == 130 && r.meta.duration < CANCEL_AFTER * 2,
+        r.exit_code == EXIT_CANCELLED && r.meta.duration < CANCEL_AFTER * 2,
         "cancelled at once through the call's token (exit 130)",
     );
 
