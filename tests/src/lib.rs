@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sandbox_exec::ExecClient;
 
@@ -102,26 +102,12 @@ pub fn chown_to_sandbox(path: &std::path::Path) {
     rustix::fs::chown(path, id, gid).expect("chown the user root (the tests run as root)");
 }
 
-/// The hardened settings every sandbox gets (the pool's defaults, spelled out for tests that
-/// work below the pool).
-pub fn hardened_host_config(root: &std::path::Path) -> HostConfig {
-    HostConfig {
-        binds: Some(vec![format!("{}:/workspace", root.display())]),
-        network_mode: Some("none".to_owned()),
-        init: Some(true),
-        cap_drop: Some(vec!["ALL".to_owned()]),
-        security_opt: Some(vec!["no-new-privileges".to_owned()]),
-        readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([
-            ("/tmp".to_owned(), "rw,nosuid,nodev,size=64m".to_owned()),
-            (
-                "/run".to_owned(),
-                "rw,nosuid,nodev,size=8m,mode=1777".to_owned(),
-            ),
-        ])),
-        memory: Some(512 * 1024 * 1024),
-        memory_swap: Some(512 * 1024 * 1024),
-        pids_limit: Some(256),
+/// The pool configuration of the sandboxes that tests make below the pool ([`TestSandbox`]):
+/// the pool's defaults with room for the largest inputs, under the suite's runtime.
+pub fn sandbox_config() -> sandbox_pool::PoolConfig {
+    sandbox_pool::PoolConfig {
+        image: image(),
+        memory: sandbox_pool::bytesize::ByteSize::mib(512),
         runtime: runtime(),
         ..Default::default()
     }
@@ -204,27 +190,19 @@ impl TestSandbox {
         Self::start_with(name, |_| {}).await
     }
 
-    /// Starts a sandbox for test `name` after `tweak` adjusts its host config.
-    pub async fn start_with(name: &str, tweak: impl FnOnce(&mut HostConfig)) -> Self {
+    /// Starts a sandbox for test `name`, hardened as the pool hardens its own
+    /// ([`sandbox_pool::spec::host_config`]) for [`sandbox_config`] after `tweak` adjusts it.
+    /// Unlike the pool's, its main process runs as the sandbox user, so that an exec that
+    /// names no user runs as the sandbox user too.
+    pub async fn start_with(name: &str, tweak: impl FnOnce(&mut sandbox_pool::PoolConfig)) -> Self {
         let docker = docker().await;
         let root = user_root();
-        let mut host = hardened_host_config(root.path());
-        tweak(&mut host);
-        // As the pool does: under gVisor the sandbox's own kernel counts its processes.
-        let limits = process_limits(host.pids_limit.unwrap_or(256)).await;
-        host.pids_limit = Some(limits.host_pids);
-        if let Some(n) = limits.nproc {
-            host.ulimits
-                .get_or_insert_default()
-                .push(bollard::models::ResourcesUlimits {
-                    name: Some("nproc".to_owned()),
-                    soft: Some(n),
-                    hard: Some(n),
-                });
-        }
+        let mut config = sandbox_config();
+        tweak(&mut config);
+        let host = sandbox_pool::spec::host_config(&config, root.path(), gvisor().await);
         let container_name = format!("zcbot-test-{name}-{}", unique()).replace('_', "-");
         let body = ContainerCreateBody {
-            image: Some(image()),
+            image: Some(config.image.clone()),
             user: Some(SANDBOX_USER.to_owned()),
             labels: Some(test_labels(name)),
             host_config: Some(host),
@@ -430,11 +408,9 @@ impl TestPool {
 
 /// Containers with pool label `pool`.
 pub async fn list_pool(docker: &Docker, pool: &str) -> Vec<bollard::models::ContainerSummary> {
-    let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&sandbox_pool::labels::pool_filter(pool))
-        .build();
-    docker.list_containers(Some(options)).await.expect("list")
+    sandbox_pool::list_containers(docker, pool)
+        .await
+        .expect("list the pool's containers")
 }
 
 impl Drop for TestPool {

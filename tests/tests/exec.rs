@@ -288,7 +288,7 @@ e2e_tests::on_both_transports! {
 
 e2e_tests::on_both_transports! {
     async fn many_sequential_calls_under_a_pids_limit_leave_no_zombies(transport) {
-        let sb = TestSandbox::start_with("pids_limit", |h| h.pids_limit = Some(64)).await;
+        let sb = TestSandbox::start_with("pids_limit", |c| c.pids_limit = 64).await;
         let exec = sb.runner(transport).await;
         for i in 0..200 {
             let out = exec

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use sandbox_exec::{ExecClient, ExecRequest, Outcome};
 use sandbox_pool::{ExtraMount, PoolConfig, SandboxPool};
 use sandbox_tools::{
@@ -301,14 +301,9 @@ pub async fn sweep(docker: &Docker, run: &str) -> Result<usize> {
     let mut failed = Vec::new();
     for c in containers {
         let id = c.id.unwrap_or_default();
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
+        // Already gone or being removed is fine (the pool's own shutdown may race us).
+        match sandbox_pool::remove_container(docker, &id).await {
             Ok(()) => removed += 1,
-            // Already gone or being removed (the pool's own shutdown may race us).
-            Err(e) if matches!(sandbox_exec::docker::status_code(&e), Some(404 | 409)) => {}
             Err(e) => failed.push(format!("{id}: {e}")),
         }
     }

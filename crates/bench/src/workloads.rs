@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sandbox_exec::{ExecClient, ExecRequest, OutputChunk, StreamKind, Termination};
 use sandbox_pool::SandboxPool;
 use serde_json::json;
@@ -764,13 +764,9 @@ impl ColdTemplate {
     }
 }
 
+/// Removes a container the bench made (gone already is fine), as the pool does.
 pub(crate) async fn remove_container(b: &Bench, id: &str) -> Result<()> {
-    let options = RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .v(true)
-        .build();
-    b.docker
-        .remove_container(id, Some(options))
+    sandbox_pool::remove_container(&b.docker, id)
         .await
         .with_context(|| format!("removing {id}"))
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use sandbox_pool::bollard::Docker;
 use sandbox_pool::bollard::models::ContainerSummary;
-use sandbox_pool::bollard::query_parameters::{
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-};
+use sandbox_pool::bollard::query_parameters::StopContainerOptionsBuilder;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pool-inspect");
@@ -157,13 +155,7 @@ impl TestPool {
 }
 
 async fn list_pool(pool: &str) -> Vec<ContainerSummary> {
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&sandbox_pool::labels::pool_filter(pool))
-        .build();
-    docker()
-        .await
-        .list_containers(Some(options))
+    sandbox_pool::list_containers(&docker().await, pool)
         .await
         .expect("list the pool's containers")
 }
@@ -177,14 +169,8 @@ impl Drop for TestPool {
                 return;
             };
             for c in list_pool(&pool).await {
-                let options = RemoveContainerOptionsBuilder::new()
-                    .force(true)
-                    .v(true)
-                    .build();
-                if let Err(e) = docker
-                    .remove_container(c.id.as_deref().unwrap_or_default(), Some(options))
-                    .await
-                {
+                let id = c.id.unwrap_or_default();
+                if let Err(e) = sandbox_pool::remove_container(&docker, &id).await {
                     eprintln!("warning: removing a test container of pool {pool}: {e}");
                 }
             }

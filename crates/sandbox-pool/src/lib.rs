@@ -29,6 +29,7 @@ mod locks;
 pub mod metrics;
 mod pool;
 pub mod runtime;
+pub mod spec;
 pub mod view;
 
 pub use bollard;
@@ -41,7 +42,7 @@ pub use fleet::{EngineStatus, Fleet};
 pub use judge::{Judge, Verdict, calls_running, list_containers, remove_container, remove_sandbox};
 pub use pool::{
     LOCAL_ENGINE, Lease, Recreated, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots,
-    validate_user,
+    is_reapable, validate_user,
 };
 pub use sandbox_exec::connect;
 pub use view::{Usage, daemon_view, usage};

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, ResourcesUlimits,
-};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sandbox_exec::docker::{is_conflict, is_not_found};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +21,7 @@ use crate::judge::{self, Judge, Verdict, calls_running, unreachable_or};
 use crate::labels::{self, CONFIG_HASH, MANAGED_BY, MANAGED_BY_VALUE, POOL, SESSION, USER};
 use crate::locks::LockMap;
 use crate::metrics;
-use crate::runtime::ProcessLimits;
+use crate::spec;
 
 /// Where each user's root lives on the host. The pool mounts it at `/workspace`.
 pub trait UserRoots: Send + Sync {
@@ -332,6 +330,12 @@ const BUSY_POLL: Duration = Duration::from_millis(250);
 /// How long a replacement waits for another pool's calls to end: the longest call a model may
 /// ask for (the call's own deadline normally ends the wait first).
 const BUSY_WAIT: Duration = Duration::from_secs(600);
+
+/// The reaper's rule, the pool's and the operator's `reap` alike: a sandbox goes when no call
+/// runs in it and its last call (or its start) is at least `idle_timeout` ago.
+pub fn is_reapable(calls_in_flight: usize, idle: Duration, idle_timeout: Duration) -> bool {
+    calls_in_flight == 0 && idle >= idle_timeout
+}
 
 /// User ids name containers (`<prefix>-<user>`) and label values: keep them to what Docker
 /// accepts in a name, and short.
@@ -812,7 +816,7 @@ impl SandboxPool {
     /// with another pool's calls counts as active now. The caller holds the user's lock.
     /// Returns whether it removed one.
     async fn remove_if_idle(&self, user: &str, idle: Duration) -> bool {
-        let is_idle = |e: &Entry| e.in_flight == 0 && e.last_active.elapsed() >= idle;
+        let is_idle = |e: &Entry| is_reapable(e.in_flight, e.last_active.elapsed(), idle);
         let Some(id) = self
             .state()
             .sandboxes
@@ -883,7 +887,7 @@ impl SandboxPool {
             .state()
             .sandboxes
             .iter()
-            .filter(|(_, e)| e.in_flight == 0 && e.last_active.elapsed() >= idle)
+            .filter(|(_, e)| is_reapable(e.in_flight, e.last_active.elapsed(), idle))
             .map(|(u, _)| u.clone())
             .collect();
         let mut reaped = Vec::new();
@@ -1036,12 +1040,6 @@ impl SandboxPool {
 
     fn container_body(&self, user: &str, root: &Path) -> ContainerCreateBody {
         let c = self.config();
-        let mut binds = vec![format!("{}:{WORKSPACE}:rw", root.display())];
-        binds.extend(
-            c.extra_mounts
-                .iter()
-                .map(|m| format!("{}:{}:ro", m.source.display(), m.target)),
-        );
         let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
         labels.extend([
             (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
@@ -1050,15 +1048,6 @@ impl SandboxPool {
             (CONFIG_HASH.to_owned(), self.inner.judge.expected_hash(user)),
             (SESSION.to_owned(), self.inner.session.clone()),
         ]);
-        let memory = i64::try_from(c.memory.as_u64()).unwrap_or(i64::MAX);
-        let limits = ProcessLimits::for_runtime(c.pids_limit, self.inner.judge.gvisor());
-        let ulimit = |name: &str, n: i64| ResourcesUlimits {
-            name: Some(name.to_owned()),
-            soft: Some(n),
-            hard: Some(n),
-        };
-        let mut ulimits = vec![ulimit("nofile", c.nofile as i64)];
-        ulimits.extend(limits.nproc.map(|n| ulimit("nproc", n)));
         ContainerCreateBody {
             image: Some(c.image.clone()),
             // Commands run as the sandbox user through their execs; the container's own
@@ -1066,37 +1055,7 @@ impl SandboxPool {
             user: Some(c.keeper_user.clone()),
             working_dir: Some(WORKSPACE.to_owned()),
             labels: Some(labels),
-            host_config: Some(HostConfig {
-                binds: Some(binds),
-                network_mode: Some(c.network_mode.clone()),
-                init: Some(true),
-                cap_drop: Some(vec!["ALL".to_owned()]),
-                security_opt: Some(vec!["no-new-privileges".to_owned()]),
-                readonly_rootfs: Some(c.read_only_rootfs),
-                tmpfs: Some(HashMap::from([
-                    (
-                        "/tmp".to_owned(),
-                        format!(
-                            "rw,exec,nosuid,nodev,size={},mode=1777",
-                            c.tmp_size.as_u64()
-                        ),
-                    ),
-                    (
-                        "/run".to_owned(),
-                        format!(
-                            "rw,noexec,nosuid,nodev,size={},mode=1777",
-                            c.run_size.as_u64()
-                        ),
-                    ),
-                ])),
-                memory: Some(memory),
-                memory_swap: Some(memory),
-                nano_cpus: Some((c.cpus * 1e9) as i64),
-                pids_limit: Some(limits.host_pids),
-                ulimits: Some(ulimits),
-                runtime: c.runtime.clone(),
-                ..Default::default()
-            }),
+            host_config: Some(spec::host_config(c, root, self.inner.judge.gvisor())),
             ..Default::default()
         }
     }

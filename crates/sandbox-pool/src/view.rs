@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use bollard::Docker;
-use bollard::query_parameters::{
-    EventsOptionsBuilder, ListContainersOptionsBuilder, StatsOptionsBuilder,
-};
+use bollard::query_parameters::{EventsOptionsBuilder, StatsOptionsBuilder};
 use futures_util::StreamExt;
 
 use crate::PoolError;
@@ -60,14 +58,7 @@ pub async fn daemon_view(
     pool: &str,
     with_usage: bool,
 ) -> Result<Vec<SandboxInfo>, PoolError> {
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&labels::pool_filter(pool))
-        .build();
-    let containers = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(PoolError::ListContainers)?;
+    let containers = crate::judge::list_containers(docker, pool).await?;
     let last_calls = last_calls(docker, pool).await;
     let mut list = Vec::new();
     for c in containers {

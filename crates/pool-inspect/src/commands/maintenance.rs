@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use sandbox_pool::bollard::Docker;
-use sandbox_pool::{daemon_view, validate_user};
+use sandbox_pool::{daemon_view, is_reapable, validate_user};
 
 use crate::config::FileConfig;
 use crate::daemon;
@@ -20,12 +20,12 @@ pub async fn reap(docker: &Docker, config: &FileConfig) -> Result<u8> {
     let mut removed = 0;
     for s in daemon_view(docker, sandbox_pool::LOCAL_ENGINE, pool, false).await? {
         // Stopped ones are `gc`'s; unknown activity or calls are never reaped.
-        if s.state != "running" || s.calls_in_flight != Some(0) {
-            continue;
-        }
-        let Some(idle) = since(s.last_active).filter(|idle| *idle >= idle_timeout) else {
+        let (Some(calls), Some(idle)) = (s.calls_in_flight, since(s.last_active)) else {
             continue;
         };
+        if s.state != "running" || !is_reapable(calls, idle, idle_timeout) {
+            continue;
+        }
         sandbox_pool::remove_container(docker, &s.container_id).await?;
         daemon::release_disk(config, &s.user);
         println!(
