@@ -82,7 +82,7 @@ pub fn release_disk(config: &FileConfig, user: &str) {
 
 /// `<prefix>-<user>`, the container name the pool gives a user's sandbox.
 pub fn container_name(config: &FileConfig, user: &str) -> String {
-    format!("{}-{user}", config.pool.name_prefix)
+    config.pool.container_name(user)
 }
 
 /// The pool's judgement of its containers, from the daemon alone (no pool is started).

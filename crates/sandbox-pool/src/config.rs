@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::disk::Enforce;
 
+/// `<prefix>-<user>`: the name of `user`'s sandbox in the pool named `prefix`.
+pub fn container_name(prefix: &str, user: &str) -> String {
+    format!("{prefix}-{user}")
+}
+
 /// Default image: `zcbot-sandbox:latest` (what `just image` builds and tags).
 pub const DEFAULT_IMAGE: &str = "zcbot-sandbox:latest";
 /// Default container name prefix: `zcbot-sandbox` (containers are `<prefix>-<user>`).
@@ -188,6 +193,11 @@ impl PoolConfig {
     pub fn disk_filesystem(&self) -> Option<u64> {
         let bytes = self.disk_quota.map(|q| q.as_u64()).filter(|&b| b > 0)?;
         (self.disk_enforce.resolve() == Enforce::Filesystem).then_some(bytes)
+    }
+
+    /// `<prefix>-<user>`: the name of `user`'s sandbox in this pool.
+    pub fn container_name(&self, user: &str) -> String {
+        container_name(&self.name_prefix, user)
     }
 
     /// The folder holding one root per user: `users_root`, or by default

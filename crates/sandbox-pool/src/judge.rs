@@ -152,9 +152,9 @@ impl Judge {
         self.roots.root(user)
     }
 
-    /// `<prefix>-<user>`.
+    /// `<prefix>-<user>` ([`PoolConfig::container_name`]).
     pub fn container_name(&self, user: &str) -> String {
-        format!("{}-{user}", self.config.name_prefix)
+        self.config.container_name(user)
     }
 
     /// The configuration hash a current container of `user` carries.
@@ -297,7 +297,7 @@ pub async fn remove_sandbox(
     user: &str,
 ) -> Result<Option<String>, PoolError> {
     validate_user(user)?;
-    let name = format!("{pool}-{user}");
+    let name = crate::config::container_name(pool, user);
     let id = match docker.inspect_container(&name, None).await {
         Ok(info) if labels::is_ours(info.config.as_ref().and_then(|c| c.labels.as_ref()), pool) => {
             info.id.unwrap_or(name)
