@@ -84,7 +84,7 @@ impl FileConfig {
     pub fn parse(text: &str, format: ConfigFormat, origin: &Path) -> Result<Self, ConfigError> {
         let parsed = match format {
             ConfigFormat::Toml => toml::from_str(text).map_err(|e| e.to_string()),
-            ConfigFormat::Yaml => serde_yaml::from_str(text).map_err(|e| e.to_string()),
+            ConfigFormat::Yaml => yaml_serde::from_str(text).map_err(|e| e.to_string()),
             ConfigFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
         };
         parsed.map_err(|message| ConfigError::Parse {
@@ -123,7 +123,7 @@ mod tests {
     fn the_same_structure_parses_from_yaml() {
         // The example itself, carried over to YAML mechanically: same keys, same values.
         let table: toml::Table = toml::from_str(EXAMPLE).expect("toml");
-        let yaml = serde_yaml::to_string(&table).expect("to yaml");
+        let yaml = yaml_serde::to_string(&table).expect("to yaml");
         let from_yaml = parse(&yaml, ConfigFormat::Yaml).expect("the YAML parses");
         assert_eq!(from_yaml, FileConfig::default());
 
