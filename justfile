@@ -33,20 +33,30 @@ image-runsc: docker-up runner
     mkdir -p target/sandbox-image
     cargo run --locked -q -p pool-inspect -- --runtime runsc image build --runner {{runner}} --tag-file {{tag_file_runsc}}
 
-# Every test of the workspace against the real daemon (never skipped), again under gVisor,
-# then lint.
-test: image
+# Everything the project promises, fastest feedback first: the unit tests (no Docker), lint,
+# docs, the minimum Rust version, licences and unused dependencies; then every test against
+# the real daemon (never skipped), the Python package's, and the suite again under gVisor.
+test: test-unit lint doc msrv audit image
     #!/usr/bin/env bash
     set -euo pipefail
     export SANDBOX_IMAGE="$(cat {{tag_file}})"
     if cargo nextest --version >/dev/null 2>&1; then
-        cargo nextest run --workspace --locked
+        cargo nextest run --workspace --locked -E 'kind(test)'
     else
-        cargo test --workspace --locked
+        cargo test --workspace --locked --tests
     fi
     just test-python
     just test-runsc
-    just lint
+
+# The unit tests: pure logic, no Docker daemon needed (seconds).
+test-unit:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --locked -E 'not kind(test)'
+    else
+        cargo test --workspace --locked --lib --bins
+    fi
 
 # The exec, tools, hostile and pool tests again with every sandbox under gVisor (`runsc`), but
 # for those that cannot pass on Debian's runsc (listed with why in .config/nextest.toml).
@@ -77,6 +87,27 @@ soak calls="1000": image
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The API docs of every crate, warnings (broken links) as errors.
+doc:
+    RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked
+
+# The declared minimum Rust version holds for every dependency (clippy checks our own code).
+msrv:
+    python3 scripts/check-msrv.py
+
+# Dependency licences and sources (cargo deny; advisories need a database this machine cannot
+# fetch) and unused dependencies (cargo machete). Installs both from crates when missing, as
+# debug builds (a minute instead of three; they only read metadata and sources).
+audit:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="$HOME/.cargo/bin:$PATH"
+    for tool in cargo-deny cargo-machete; do
+        command -v "$tool" >/dev/null 2>&1 || cargo install --locked --debug --quiet "$tool"
+    done
+    cargo deny --log-level error check --hide-inclusion-graph licenses bans sources
+    cargo machete
 
 # The project's main job: a scripted agent conversation in a fresh sandbox, shown step by step.
 demo: image

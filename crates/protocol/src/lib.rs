@@ -117,7 +117,7 @@ impl std::fmt::Display for Tool {
     }
 }
 
-/// The runner's subcommands (argv[1]).
+/// The runner's subcommands (`argv[1]`).
 pub mod cmd {
     /// `sandbox-runner run <exec id>`: supervise one call. Its stdin carries a
     /// [`frame::REQUEST`](crate::frame::REQUEST) first, then the control channel; its stdout
@@ -146,17 +146,17 @@ pub mod cmd {
 
 /// Frames, `[kind: u8][length: u32 BE][payload]`, in both directions.
 ///
-/// Host to supervisor, on its stdin: one [`REQUEST`], then the command's stdin as [`DATA`]
-/// frames and [`EOF`], and [`KILL`] whenever the call must end. The host never closes it before
+/// Host to supervisor, on its stdin: one [`REQUEST`](frame::REQUEST), then the command's stdin as [`DATA`](frame::DATA)
+/// frames and [`EOF`](frame::EOF), and [`KILL`](frame::KILL) whenever the call must end. The host never closes it before
 /// the call ends, so end-of-file on it means the client went away, and the supervisor kills the
 /// call.
 ///
-/// Supervisor to host, on its stdout: the command's output as [`STDOUT`] and [`STDERR`]
-/// frames, then one [`REPORT`]. The supervisor's own stderr carries only its complaints about
+/// Supervisor to host, on its stdout: the command's output as [`STDOUT`](frame::STDOUT) and [`STDERR`](frame::STDERR)
+/// frames, then one [`REPORT`](frame::REPORT). The supervisor's own stderr carries only its complaints about
 /// a request it could not read.
 ///
-/// Every kind has a hard size limit on the side that reads it ([`to_runner_limit`],
-/// [`to_host_limit`]); a frame over it, or of an unknown kind, breaks the channel.
+/// Every kind has a hard size limit on the side that reads it ([`to_runner_limit`](frame::to_runner_limit),
+/// [`to_host_limit`](frame::to_host_limit)); a frame over it, or of an unknown kind, breaks the channel.
 pub mod frame {
     /// Bytes for the command's stdin.
     pub const DATA: u8 = 0;
@@ -315,8 +315,8 @@ pub mod frame {
 /// The channel: one long-lived `sandbox-runner serve <channel id>` per sandbox, started through
 /// one exec whose stdin and stdout stay attached, with many calls over it.
 ///
-/// Its frames are [`frame`]'s, of two kinds. [`HELLO`] is the serve process's first frame
-/// (a JSON [`Hello`]). [`CALL`] carries one frame of one call: its payload is the call id (u32
+/// Its frames are [`frame`]'s, of two kinds. [`HELLO`](channel::HELLO) is the serve process's first frame
+/// (a JSON [`Hello`]). [`CALL`](channel::CALL) carries one frame of one call: its payload is the call id (u32
 /// BE) then a whole per-call frame (kind, length, payload), exactly as an exec-per-call
 /// supervisor reads and writes them, plus [`frame::ACK`] from the serve process. So every call
 /// over a channel speaks the per-call protocol, and the serve process only routes.
