@@ -295,21 +295,32 @@ async fn an_oom_killed_sandbox_is_recreated_and_the_oom_reported() {
         .run(&sb.container_id, ExecRequest::new(["bash", "-c", hogs]))
         .await
         .expect("run");
-    assert!(
-        matches!(
-            out.termination,
-            Termination::SandboxLost {
-                reason: sandbox_exec::LostReason::ContainerStopped {
-                    oom_killed: true,
-                    ..
-                }
-            }
-        ),
-        "{out:?}"
-    );
+    // Docker 20.10 records an OOM kill only when the OOM event reaches it before the exit.
+    // Under gVisor the host kernel kills the sentry, whose death races that event: the whole
+    // sandbox is lost and recreated all the same, but it may be reported killed (137).
+    let gvisor = e2e_tests::gvisor().await;
+    let lost = match out.termination {
+        Termination::SandboxLost {
+            reason:
+                sandbox_exec::LostReason::ContainerStopped {
+                    oom_killed,
+                    exit_code,
+                },
+        } => oom_killed || (gvisor && exit_code == Some(137)),
+        _ => false,
+    };
+    assert!(lost, "{out:?}");
     pool.invalidate("dave");
     let again = pool.ensure("dave").await.expect("ensure");
-    assert_eq!(again.recreated, Some(Recreated::OomKilled));
+    let killed = Recreated::Exited {
+        exit_code: Some(137),
+    };
+    assert!(
+        again.recreated == Some(Recreated::OomKilled)
+            || (gvisor && again.recreated == Some(killed)),
+        "{:?}",
+        again.recreated
+    );
     assert_ne!(again.container_id, sb.container_id);
 }
 

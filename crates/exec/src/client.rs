@@ -662,11 +662,13 @@ impl ExecClient {
     }
 
     /// Resolves when the container is found gone or stopped, looked at every [`WATCH_EVERY`].
+    /// A stop seen this way settles like any other (the daemon may learn of an OOM kill
+    /// after the exit: under gVisor it often does).
     async fn watch_container(&self, container: &str) -> Termination {
         loop {
             tokio::time::sleep(WATCH_EVERY).await;
             if let Some(lost) = self.container_state(container).await {
-                return lost;
+                return self.container_lost(container).await.unwrap_or(lost);
             }
         }
     }
