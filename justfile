@@ -36,9 +36,15 @@ image-runsc: docker-up runner
 # Everything the project promises, fastest feedback first: the unit tests (no Docker), lint,
 # docs, the minimum Rust version, licences and unused dependencies; then every test against
 # the real daemon (never skipped), the Python package's, and the suite again under gVisor.
-test: test-unit lint doc msrv audit image
+test: test-unit lint doc msrv
     #!/usr/bin/env bash
     set -euo pipefail
+    # The audit's tools compile while the image is made (its base is mostly downloads).
+    just audit-tools > target/audit-tools.log 2>&1 &
+    tools=$!
+    just image
+    wait "$tools" || { cat target/audit-tools.log >&2; exit 1; }
+    just audit
     export SANDBOX_IMAGE="$(cat {{tag_file}})"
     if cargo nextest --version >/dev/null 2>&1; then
         cargo nextest run --workspace --locked -E 'kind(test)'
@@ -48,7 +54,8 @@ test: test-unit lint doc msrv audit image
     just test-python
     just test-runsc
 
-# The unit tests: pure logic, no Docker daemon needed (seconds).
+# The unit tests (pure logic, no Docker daemon needed) and the doc tests: the crates' examples
+# and the README's, compiled.
 test-unit:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -57,6 +64,7 @@ test-unit:
     else
         cargo test --workspace --locked --lib --bins
     fi
+    cargo test --workspace --locked --doc
 
 # The exec, tools, hostile and pool tests again with every sandbox under gVisor (`runsc`), but
 # for those that cannot pass on Debian's runsc (listed with why in .config/nextest.toml).
@@ -97,17 +105,20 @@ msrv:
     python3 scripts/check-msrv.py
 
 # Dependency licences and sources (cargo deny; advisories need a database this machine cannot
-# fetch) and unused dependencies (cargo machete). Installs both from crates when missing, as
-# debug builds (a minute instead of three; they only read metadata and sources).
-audit:
+# fetch) and unused dependencies (cargo machete).
+audit: audit-tools
+    PATH="$HOME/.cargo/bin:$PATH" cargo deny --log-level error check --hide-inclusion-graph licenses bans sources
+    PATH="$HOME/.cargo/bin:$PATH" cargo machete
+
+# The audit's tools, installed from crates when missing, as debug builds (a minute instead of
+# three; they only read metadata and sources).
+audit-tools:
     #!/usr/bin/env bash
     set -euo pipefail
     export PATH="$HOME/.cargo/bin:$PATH"
     for tool in cargo-deny cargo-machete; do
         command -v "$tool" >/dev/null 2>&1 || cargo install --locked --debug --quiet "$tool"
     done
-    cargo deny --log-level error check --hide-inclusion-graph licenses bans sources
-    cargo machete
 
 # The project's main job: a scripted agent conversation in a fresh sandbox, shown step by step.
 demo: image

@@ -15,6 +15,21 @@
 //!
 //! Every command runs under the in-container runner (`sandbox-runner run`), which supervises
 //! it; see `sandbox-protocol` for the messages.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use sandbox_exec::{ExecClient, ExecRequest, Termination};
+//!
+//! let exec = ExecClient::new(sandbox_exec::connect().await?);
+//! let req = ExecRequest::new(["bash", "-c", "echo hi; exit 3"])
+//!     .with_user("zcbot")
+//!     .with_timeout(Duration::from_secs(10));
+//! let outcome = exec.run("zcbot-sandbox-alice", req).await?;
+//! assert_eq!(outcome.termination, Termination::Exited { code: 3 });
+//! assert_eq!(outcome.stdout.to_string_lossy(), "hi\n");
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -15,6 +15,17 @@
 //! for the supervisor's own word: the command's bytes always arrive inside [`frame::STDOUT`]
 //! and [`frame::STDERR`] frames, and only the supervisor writes the exec's stdout. Every
 //! number that comes back is range-checked ([`RunReport::check`]).
+//!
+//! ```
+//! use sandbox_protocol::frame;
+//!
+//! // The supervisor frames what the command printed; the host reads it back within limits.
+//! let bytes = frame::encode(frame::STDOUT, b"hi\n");
+//! let mut frames = frame::Decoder::new(frame::to_host_limit);
+//! frames.push(&bytes);
+//! assert_eq!(frames.next_frame(), Ok(Some((frame::STDOUT, b"hi\n".to_vec()))));
+//! assert_eq!(frames.next_frame(), Ok(None));
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -10,6 +10,18 @@
 //! Must not: run commands for callers (that is `sandbox-exec`), know about tools or format
 //! anything for a model (that is `sandbox-tools`), or touch containers without its labels.
 //! The Docker client is injected, never global: a [`Fleet`] holds one pool per engine.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use sandbox_pool::{PoolConfig, SandboxPool, ShutdownPolicy};
+//!
+//! let docker = sandbox_pool::connect().await?;
+//! let pool = SandboxPool::start(docker, PoolConfig::default()).await?;
+//! let sandbox = pool.ensure("alice").await?; // adopted or made, and running
+//! println!("{} mounts {}", sandbox.name, sandbox.user_root.display());
+//! pool.shutdown(ShutdownPolicy::Keep).await?; // the sandboxes stay for the next start
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

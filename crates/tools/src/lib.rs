@@ -12,6 +12,22 @@
 //! Must not: talk to bollard or the Docker daemon directly, or create, track or remove
 //! containers. Running a command is `sandbox-exec`'s job and the container lifecycle is
 //! `sandbox-pool`'s; this crate only decides what to run and words the answer.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sandbox_tools::{CallContext, DockerExecutor, Executor, SandboxToolsOnly};
+//!
+//! let docker = sandbox_pool::connect().await?;
+//! let pool = sandbox_pool::SandboxPool::start(docker, Default::default()).await?;
+//! let root = pool.user_root("alice");
+//! // No host tools behind it here; an agent service passes its own executor instead.
+//! let tools = DockerExecutor::new(Arc::new(SandboxToolsOnly), pool, "alice", root);
+//! let args = serde_json::json!({"command": "ls"});
+//! let result = tools.call_tool("shell", args, &CallContext::new("task-1")).await;
+//! println!("{} (exit {})", result.content, result.exit_code);
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,3 +52,8 @@ pub use quota::{
 };
 pub use sandbox_exec::{OutputChunk, OutputSink, StreamKind, Tool};
 pub use schema::{SANDBOX_TOOLS, is_sandbox_tool, sandbox_tool_schemas};
+
+/// The README, whose usage example is compiled as a doc test so that it cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
