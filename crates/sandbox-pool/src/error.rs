@@ -232,57 +232,9 @@ pub enum PoolError {
         #[source]
         source: DockerError,
     },
-    /// The chosen base image is not on the daemon (we never pull unasked).
-    #[error("base image {image} is not on the daemon")]
-    BaseMissing {
-        /// The image reference.
-        image: String,
-    },
-    /// Pulling the base image failed.
-    #[error("pulling the base image {image}")]
-    PullBase {
-        /// The image reference.
-        image: String,
-        /// The daemon's answer.
-        #[source]
-        source: DockerError,
-    },
     /// The sandbox user would be root.
     #[error("the sandbox uid must not be 0")]
     RootSandboxUser,
-    /// Reading the runner binary for the image failed.
-    #[error("reading the runner binary {path}")]
-    ReadRunner {
-        /// Where we looked.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Making the debootstrap base failed.
-    #[error("making the base image: {reason}")]
-    Debootstrap {
-        /// What went wrong.
-        reason: String,
-    },
-    /// Importing the base filesystem into the daemon failed.
-    #[error("importing the base image {image}")]
-    ImportBase {
-        /// The image reference.
-        image: String,
-        /// The daemon's answer.
-        #[source]
-        source: DockerError,
-    },
-    /// Building (or tagging) the sandbox image failed.
-    #[error("building image {image}")]
-    BuildImage {
-        /// The image reference.
-        image: String,
-        /// The daemon's answer.
-        #[source]
-        source: DockerError,
-    },
 }
 
 impl PoolError {

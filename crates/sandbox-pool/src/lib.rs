@@ -1,14 +1,15 @@
-//! Per-user sandbox containers, and the image they run.
+//! Per-user sandbox containers.
 //!
 //! Owns: the container lifecycle of every user's sandbox (create, start, inspect, adopt,
 //! recreate, remove) and its channel (opened in the background, reopened after it went down),
 //! its labels and configuration hash, the per-user locks, the idle reaper, the daemon's events
-//! about its containers, start-up reconciliation, capacity, the operator view, the sandbox
-//! image build ([`image`]), the Docker engines sandboxes can be placed on ([`engine`]) and the
-//! placement of users over them ([`Fleet`]).
+//! about its containers, start-up reconciliation, capacity, the operator view, what it reads
+//! from a sandbox image ([`image`]: its labels and defaults), the Docker engines sandboxes can
+//! be placed on ([`engine`]) and the placement of users over them ([`Fleet`]).
 //!
 //! Must not: run commands for callers (that is `sandbox-exec`), know about tools or format
-//! anything for a model (that is `sandbox-tools`), or touch containers without its labels.
+//! anything for a model (that is `sandbox-tools`), build images (that is `sandbox-image`), or
+//! touch containers without its labels.
 //! The Docker client is injected, never global: a [`Fleet`] holds one pool per engine.
 //!
 //! ```no_run

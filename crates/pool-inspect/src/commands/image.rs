@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use sandbox_image::{BuildProgress, BuiltImage, ImageBuilder, ImageConfig, TracingProgress};
 use sandbox_pool::bollard::Docker;
-use sandbox_pool::image::{BuildProgress, BuiltImage, ImageBuilder, ImageConfig, TracingProgress};
 use sandbox_pool::runtime;
 
 use crate::config::FileConfig;
