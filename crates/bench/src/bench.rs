@@ -18,12 +18,9 @@ use sandbox_tools::{
 };
 use serde_json::Value;
 
+use crate::sandbox::{RUNNER_MOUNT, WORKSPACE};
 use crate::stats::{Series, Who, order};
 
-/// The sandbox user of the image (`just image`'s default), as the seed's `--user`.
-pub const SANDBOX_USER: &str = sandbox_pool::image::DEFAULT_USER;
-/// Where the user root is mounted.
-pub const WORKSPACE: &str = sandbox_pool::config::WORKSPACE;
 /// Label on every container the bench makes.
 pub const BENCH_LABEL: &str = "zcbot.bench";
 /// Label naming this run (its pool prefix): the sweep removes exactly these.
@@ -118,7 +115,7 @@ impl Bench {
             labels: labels(run),
             extra_mounts: vec![ExtraMount {
                 source: seed_dir.to_owned(),
-                target: crate::seed::RUNNER_MOUNT.to_owned(),
+                target: RUNNER_MOUNT.to_owned(),
             }],
             // The full run is longer than the default 5 minutes: the reaper must not remove a
             // warm sandbox between two workloads (the next call would pay a cold start).

@@ -13,7 +13,7 @@ use bollard::models::ExecConfig;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use crate::bench::{SANDBOX_USER, WORKSPACE};
+use crate::sandbox::{SANDBOX_USER, WORKSPACE};
 
 /// Read buffer of the attached stream: the library's own (`sandbox-exec` uses 64 KiB), so the
 /// throughput floor is not held back by bollard's 8 KiB default.

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use sandbox_exec::{ExecClient, ExecRequest};
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{SANDBOX_USER, WORKSPACE};
+use crate::sandbox::{SANDBOX_USER, WORKSPACE};
 
 /// What the probe reports on stdout (one JSON line).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::bench::{SANDBOX_USER, WORKSPACE};
+use crate::sandbox::{RUNNER_MOUNT, SANDBOX_USER, WORKSPACE};
 
 /// The seed's client. Issue #7 allows spawning it here and only here; [`cli`] is the one
 /// place that does.
@@ -25,9 +25,6 @@ pub fn inspect_running(container: &str) -> Command {
     cmd.args(["inspect", "--format", "{{.State.Running}}", container]);
     cmd
 }
-
-/// Where the stand-in of the seed's `tool_runner.py` is mounted in every bench sandbox.
-pub const RUNNER_MOUNT: &str = "/sandbox/bench";
 
 /// `docker exec --user zcbot --workdir /workspace [-i] [-e K=V]... C ARGV...`, in the order
 /// of the seed's `_docker_exec_argv`. Stdin is a pipe with `-i` and `/dev/null` otherwise;

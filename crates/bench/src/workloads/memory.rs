@@ -1,56 +1,20 @@
-//! Two numbers issue #4 asks for: `ensure` on a warm sandbox (answered from memory, where a
-//! CLI pool or the raw API asks the daemon), and the host memory one idle sandbox costs.
-
-use std::time::Instant;
+//! The host memory one idle sandbox costs (issue #4), and how this host's share of it is read:
+//! PSS of the daemons, the shims and this process, from `/proc`.
 
 use anyhow::{Context, Result};
 
-use crate::bench::{Bench, interleave, ms_since};
+use crate::bench::{Bench, interleave};
 use crate::seed;
 use crate::stats::{Row, Who};
-use crate::workloads::{ColdTemplate, remove_container};
+use crate::workloads::template::{ColdTemplate, remove_container};
 
 /// Idle sandboxes per memory sample: enough to average out the daemon's own noise.
 const IDLE_BATCH: usize = 8;
 
-/// `ensure` of a user whose sandbox is warm. The library answers from memory; a CLI pool has
-/// to ask the daemon whether the container runs (`docker inspect`), the raw API likewise.
-pub async fn warm_ensure(b: &Bench) -> Result<Row> {
-    let w = b.main();
-    let series = interleave("warm_ensure", b.rounds(20, 300, 60), async |who, _| {
-        let t = Instant::now();
-        match who {
-            Who::Library | Who::Channel => drop(b.pool.acquire(&w.user).await?),
-            Who::Seed => {
-                seed::run_ok(seed::inspect_running(&w.name), None).await?;
-            }
-            Who::Floor => {
-                b.docker
-                    .inspect_container(&w.id, None)
-                    .await
-                    .context("inspect_container")?;
-            }
-        }
-        Ok(ms_since(t))
-    })
-    .await?;
-    Ok(Row::new("warm_ensure", &series)
-        .note("library answers from memory (no daemon round trip)")
-        .detail(
-            "library",
-            "SandboxPool::acquire on a sandbox seen healthy within health_ttl",
-        )
-        .detail(
-            "seed",
-            "docker inspect --format {{.State.Running}} C (a CLI pool's check)",
-        )
-        .detail("floor", "inspect_container on one client"))
-}
-
 /// Host memory per idle sandbox: the container's own use (cgroup), its shim, the growth of
 /// dockerd and containerd, and the calling process's bookkeeping, all as PSS so shared pages
 /// count once. Each sample makes [`IDLE_BATCH`] sandboxes, measures, and removes them.
-pub async fn idle_memory(b: &Bench) -> Result<Row> {
+pub(super) async fn idle_memory(b: &Bench) -> Result<Row> {
     let template = ColdTemplate::of_pool(b).await?;
     let mut n = 0;
     let series = interleave("idle_memory", b.rounds(0, 3, 1), async |who, _| {
