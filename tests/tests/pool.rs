@@ -9,7 +9,7 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use e2e_tests::{TestPool, docker, image, pool_config, test_labels};
 use sandbox_exec::{ExecClient, ExecRequest, Termination};
-use sandbox_pool::{PoolConfig, PoolError, Recreated, SandboxPool, ShutdownPolicy};
+use sandbox_pool::{PoolConfig, PoolError, Recreated, SandboxPool, SandboxState, ShutdownPolicy};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_concurrent_ensures_for_one_user_make_one_container() {
@@ -217,7 +217,7 @@ async fn reconciliation_removes_dead_leftovers() {
 }
 
 /// The state the pool's memory shows for `user`, once it is `want` (within 5 s).
-async fn state_becomes(pool: &TestPool, user: &str, want: &str) {
+async fn state_becomes(pool: &TestPool, user: &str, want: SandboxState) {
     let started = Instant::now();
     loop {
         let state = pool
@@ -225,7 +225,7 @@ async fn state_becomes(pool: &TestPool, user: &str, want: &str) {
             .into_iter()
             .find(|s| s.user == user)
             .map(|s| s.state);
-        if state.as_deref() == Some(want) {
+        if state == Some(want) {
             return;
         }
         assert!(
@@ -242,7 +242,7 @@ async fn a_container_removed_from_outside_is_known_gone_at_once_and_recreated() 
     let sb = pool.ensure("carol").await.expect("ensure");
     e2e_tests::force_remove(pool.docker(), &sb.container_id).await;
     // The daemon's events tell the pool; no call has to fail first.
-    state_becomes(&pool, "carol", "removed").await;
+    state_becomes(&pool, "carol", SandboxState::Removed).await;
     let again = pool.ensure("carol").await.expect("ensure");
     assert_ne!(again.container_id, sb.container_id);
     assert_eq!(again.recreated, Some(Recreated::Removed));
@@ -252,7 +252,7 @@ async fn a_container_removed_from_outside_is_known_gone_at_once_and_recreated() 
         .await
         .expect("run");
     assert_eq!(out.termination, Termination::Exited { code: 0 });
-    state_becomes(&pool, "carol", "running").await;
+    state_becomes(&pool, "carol", SandboxState::Running).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -263,7 +263,7 @@ async fn a_container_killed_from_outside_is_known_exited_and_recreated() {
         .kill_container(&sb.container_id, None)
         .await
         .expect("kill");
-    state_becomes(&pool, "erin", "exited").await;
+    state_becomes(&pool, "erin", SandboxState::Exited).await;
     let again = pool.ensure("erin").await.expect("ensure");
     assert_ne!(again.container_id, sb.container_id);
     assert!(
@@ -273,7 +273,7 @@ async fn a_container_killed_from_outside_is_known_exited_and_recreated() {
     );
     // Its own removal of the dead one is no news to the pool about the new one.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    state_becomes(&pool, "erin", "running").await;
+    state_becomes(&pool, "erin", SandboxState::Running).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

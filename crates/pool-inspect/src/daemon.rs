@@ -1,18 +1,23 @@
-//! The one place that connects to the daemon, starts the pool and builds the executor from
-//! the configuration, and gets the pool's judgement of its containers without starting a pool,
-//! as `gc` and `show` need (the read-only commands never start one).
+//! The one place that connects to the daemons (the engines a command works on, [`Target`]),
+//! starts the pool and builds the executor from the configuration, and gets the pool's
+//! judgement of its containers without starting a pool, as `gc` and `show` need (the read-only
+//! commands never start one).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sandbox_pool::bollard::Docker;
 use sandbox_pool::bollard::models::ContainerSummary;
 use sandbox_pool::labels::USER;
-use sandbox_pool::{Fleet, Housekeeping, Judge, PoolConfig, SandboxPool};
+use sandbox_pool::{EngineConfig, Fleet, Housekeeping, Judge, PoolConfig, SandboxPool};
 use sandbox_tools::DockerExecutor;
 
-use crate::commands::engines::Target;
 use crate::config::FileConfig;
+use crate::failure::usage;
+
+/// How long an engine may take to answer before it counts as down.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Connects to the daemon (`DOCKER_HOST` or the default socket) and negotiates the API
 /// version; a daemon that does not answer is classified by [`crate::failure`].
@@ -107,4 +112,74 @@ pub fn name_of(c: &ContainerSummary) -> String {
         .and_then(|n| n.first())
         .map(|n| n.trim_start_matches('/').to_owned())
         .unwrap_or_default()
+}
+
+/// The engines of `config`: its `[[engines]]`, or the local one (`DOCKER_HOST`, else the
+/// default socket) when it names none.
+pub fn configured(config: &FileConfig) -> Vec<EngineConfig> {
+    if !config.engines.is_empty() {
+        return config.engines.clone();
+    }
+    vec![EngineConfig::new("local", crate::failure::daemon_address())]
+}
+
+/// An engine a command works on.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// How the configuration names it.
+    pub engine: EngineConfig,
+    /// Its client, or why it has none (it did not answer).
+    pub docker: Result<Docker, String>,
+}
+
+impl Target {
+    /// Its client, or the error that it does not answer.
+    pub fn docker(&self) -> Result<&Docker> {
+        self.docker
+            .as_ref()
+            .map_err(|why| anyhow::anyhow!("engine {}: {why}", self.engine.name))
+    }
+}
+
+/// The engines a command works on (every configured one, or `only`), connected where they
+/// answer. The implicit local engine connects as the one daemon always did: a daemon that is
+/// down is then the command's error, explained the same way.
+pub async fn targets(config: &FileConfig, only: Option<&str>) -> Result<Vec<Target>> {
+    let mut engines = configured(config);
+    if let Some(name) = only {
+        engines.retain(|e| e.name == name);
+        if engines.is_empty() {
+            let names: Vec<String> = configured(config).into_iter().map(|e| e.name).collect();
+            return Err(usage(format!(
+                "no engine {name} in the configuration (engines: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    if config.engines.is_empty() {
+        let docker = connect().await?;
+        return Ok(engines
+            .into_iter()
+            .map(|engine| Target {
+                engine,
+                docker: Ok(docker.clone()),
+            })
+            .collect());
+    }
+    let connect = |engine: EngineConfig| async move {
+        let docker = answer(engine.connect()).await;
+        Target { engine, docker }
+    };
+    Ok(futures_util::future::join_all(engines.into_iter().map(connect)).await)
+}
+
+/// What `work` on an engine gave within [`ANSWER_WITHIN`], or why not, in words.
+pub async fn answer<T>(
+    work: impl Future<Output = Result<T, sandbox_pool::PoolError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(ANSWER_WITHIN, work).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::new(e))),
+        Err(_) => Err(format!("no answer within {}s", ANSWER_WITHIN.as_secs())),
+    }
 }

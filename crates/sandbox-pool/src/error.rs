@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use bollard::errors::Error as DockerError;
+use sandbox_exec::docker::is_unreachable;
 
 /// What failed.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +146,7 @@ pub enum PoolError {
         source: DockerError,
     },
     /// Starting a user's new container failed; `cleanup` says whether removing it failed too.
-    #[error("starting container {container} of user {user}{}", cleanup.as_ref().map(|c| format!(" (and removing it failed too: {c})")).unwrap_or_default())]
+    #[error("starting container {container} of user {user}{}", cleanup.as_deref().map(|c| format!(" (and removing it failed too: {})", sandbox_exec::error_chain(c))).unwrap_or_default())]
     StartContainer {
         /// The user.
         user: String,
@@ -154,8 +155,9 @@ pub enum PoolError {
         /// The daemon's answer to the start (boxed, as the cleanup: keeps the error small).
         #[source]
         source: Box<DockerError>,
-        /// Why the cleanup removal failed, if it did.
-        cleanup: Option<Box<str>>,
+        /// Why removing it afterwards failed too, if it did (the start's error stays the
+        /// source; this one is said in the message).
+        cleanup: Option<Box<PoolError>>,
     },
     /// Removing a container failed (other than "already gone").
     #[error("removing container {container} of user {user}")]
@@ -247,6 +249,73 @@ impl PoolError {
                 | PoolError::EngineConnect { .. }
                 | PoolError::EngineNoAnswer { .. }
                 | PoolError::NoEngine { .. }
-        ) || matches!(self, PoolError::ListContainers(e) if sandbox_exec::docker::is_unreachable(e))
+        ) || matches!(self, PoolError::ListContainers(e) if is_unreachable(e))
+    }
+}
+
+/// Inspecting `user`'s sandbox `container` failed.
+pub(crate) fn inspect_failed(user: &str, container: String, e: DockerError) -> PoolError {
+    unreachable_or("inspecting the sandbox", e, |source| {
+        PoolError::InspectContainer {
+            user: user.to_owned(),
+            container,
+            source,
+        }
+    })
+}
+
+/// A daemon error as [`PoolError::DaemonUnreachable`] when the daemon did not answer, else as
+/// `otherwise` makes it.
+pub(crate) fn unreachable_or(
+    op: &'static str,
+    e: DockerError,
+    otherwise: impl FnOnce(DockerError) -> PoolError,
+) -> PoolError {
+    if is_unreachable(&e) {
+        PoolError::DaemonUnreachable { op, source: e }
+    } else {
+        otherwise(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(message: &str) -> DockerError {
+        DockerError::DockerResponseServerError {
+            status_code: 500,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_failed_start_keeps_its_cause_and_says_the_failed_cleanup_too() {
+        let cleanup = PoolError::RemoveContainer {
+            user: "u".into(),
+            container: "c1".into(),
+            source: refused("device busy"),
+        };
+        let err = PoolError::StartContainer {
+            user: "u".into(),
+            container: "c1".into(),
+            source: Box::new(refused("no such runtime")),
+            cleanup: Some(Box::new(cleanup)),
+        };
+        assert_eq!(
+            err.to_string(),
+            "starting container c1 of user u (and removing it failed too: removing container c1 \
+             of user u: Docker responded with status code 500: device busy)"
+        );
+        let source = std::error::Error::source(&err).expect("the start's error");
+        assert!(source.to_string().contains("no such runtime"), "{source}");
+        let PoolError::StartContainer {
+            cleanup: Some(cleanup),
+            ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert!(matches!(**cleanup, PoolError::RemoveContainer { .. }));
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::labels::{POOL, USER};
+use crate::view::SandboxState;
 
 /// Wait before subscribing again after the stream broke (the daemon restarted, say).
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
@@ -35,10 +36,10 @@ impl Gone {
     }
 
     /// The container state the operator sees for it.
-    pub(crate) fn state(self) -> &'static str {
+    pub(crate) fn state(self) -> SandboxState {
         match self {
-            Self::Died => "exited",
-            Self::Removed => "removed",
+            Self::Died => SandboxState::Exited,
+            Self::Removed => SandboxState::Removed,
         }
     }
 }

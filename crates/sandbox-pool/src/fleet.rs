@@ -20,8 +20,9 @@ use tracing::{info, warn};
 
 use crate::engine::{self, EngineConfig};
 use crate::locks::LockMap;
-use crate::pool::{Lease, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots};
+use crate::pool::{Lease, SandboxPool};
 use crate::{PoolConfig, PoolError, metrics, validate_user};
+use crate::{Sandbox, SandboxInfo, ShutdownPolicy, UserRoots};
 
 /// How long an engine that answers may take to start its pool (the image, reconciliation).
 const START_WITHIN: Duration = Duration::from_secs(60);

@@ -29,6 +29,7 @@
 
 mod channel;
 pub mod config;
+mod containers;
 pub mod disk;
 pub mod engine;
 mod error;
@@ -42,20 +43,22 @@ mod locks;
 pub mod metrics;
 mod pool;
 pub mod runtime;
+mod sandbox;
 pub mod spec;
+mod user;
 pub mod view;
 
 pub use bollard;
 pub use bytesize;
 pub use channel::ChannelInfo;
 pub use config::{ExtraMount, Housekeeping, PoolConfig};
+pub use containers::{calls_running, list_containers, remove_container, remove_sandbox};
 pub use engine::EngineConfig;
 pub use error::PoolError;
 pub use fleet::{EngineStatus, Fleet};
-pub use judge::{Judge, Verdict, calls_running, list_containers, remove_container, remove_sandbox};
-pub use pool::{
-    LOCAL_ENGINE, Lease, Recreated, Sandbox, SandboxInfo, SandboxPool, ShutdownPolicy, UserRoots,
-    is_reapable, validate_user,
-};
+pub use judge::{Judge, Verdict};
+pub use pool::{LOCAL_ENGINE, Lease, SandboxPool, is_reapable};
+pub use sandbox::{Recreated, Sandbox, ShutdownPolicy};
 pub use sandbox_exec::connect;
-pub use view::{Usage, daemon_view, usage};
+pub use user::{IntoUserId, UserId, UserRoots, validate_user};
+pub use view::{SandboxInfo, SandboxState, Usage, daemon_view, usage};

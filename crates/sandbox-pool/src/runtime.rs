@@ -7,7 +7,7 @@ use std::path::Path;
 use bollard::Docker;
 
 use crate::PoolError;
-use crate::judge::unreachable_or;
+use crate::error::unreachable_or;
 
 /// Host threads a gVisor sandbox may use per process it runs: on gVisor's ptrace platform each
 /// process costs about ten at rest (measured here: 404 host pids for 35 processes in the

@@ -14,9 +14,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::CallArgs;
-use crate::commands::engines::Target;
 use crate::config::FileConfig;
 use crate::daemon;
+use crate::daemon::Target;
 use crate::failure::{EXIT_FAILURE, EXIT_OK, usage};
 
 /// A call whose command-line arguments were checked.

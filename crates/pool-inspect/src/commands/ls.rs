@@ -4,7 +4,7 @@ use anyhow::Result;
 use sandbox_pool::{SandboxInfo, daemon_view};
 use serde::Serialize;
 
-use crate::commands::engines::Target;
+use crate::daemon::Target;
 use crate::failure::{EXIT_FAILURE, EXIT_OK};
 use crate::table::{Table, human_bytes, human_opt_duration, or_dash, short_id, since};
 
@@ -77,7 +77,7 @@ pub fn table(list: &[SandboxInfo], by_engine: bool) -> Table {
         let mut row = vec![
             s.user.clone(),
             short_id(&s.container_id).to_owned(),
-            s.state.clone(),
+            s.state.to_string(),
             human_opt_duration(since(s.created)),
             human_opt_duration(since(s.last_active)),
             or_dash(s.calls_in_flight),

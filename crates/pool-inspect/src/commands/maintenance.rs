@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use sandbox_pool::bollard::Docker;
-use sandbox_pool::{daemon_view, is_reapable, validate_user};
+use sandbox_pool::{SandboxState, daemon_view, is_reapable, validate_user};
 
 use crate::config::FileConfig;
 use crate::daemon;
@@ -23,7 +23,7 @@ pub async fn reap(docker: &Docker, config: &FileConfig) -> Result<u8> {
         let (Some(calls), Some(idle)) = (s.calls_in_flight, since(s.last_active)) else {
             continue;
         };
-        if s.state != "running" || !is_reapable(calls, idle, idle_timeout) {
+        if s.state != SandboxState::Running || !is_reapable(calls, idle, idle_timeout) {
             continue;
         }
         sandbox_pool::remove_container(docker, &s.container_id).await?;

@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         // Its own embedded configuration, on the local daemon.
         return demo::demo(&daemon::connect().await?).await;
     }
-    let targets = engines::targets(&config, cli.global.engine.as_deref()).await?;
+    let targets = daemon::targets(&config, cli.global.engine.as_deref()).await?;
     let pool = config.pool.name_prefix.as_str();
     match &cli.command {
         Command::Ls { json } => return ls::ls(&targets, pool, *json).await,

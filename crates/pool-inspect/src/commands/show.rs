@@ -13,9 +13,8 @@ use sandbox_pool::{Usage, usage, validate_user};
 use sandbox_tools::Transport;
 use serde::Serialize;
 
-use crate::commands::engines::Target;
 use crate::config::FileConfig;
-use crate::daemon::{self, container_name};
+use crate::daemon::{self, Target, container_name};
 use crate::failure::{EXIT_OK, usage as usage_error};
 use crate::table::{Table, human_bytes, or_dash};
 
