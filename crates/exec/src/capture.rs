@@ -5,7 +5,14 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use sandbox_protocol::{RunReport, frame};
 
-use crate::request::StreamKind;
+/// Which stream a chunk of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
 
 /// How much of each stream a call keeps. Output beyond `head + tail` bytes is dropped from
 /// the middle and counted, so memory stays bounded whatever the command prints.

@@ -31,14 +31,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::ExecClient;
-use crate::capture::{Frames, diagnostic};
-use crate::client::{
-    ExecInput, ExecOutput, KILL_FALLBACK_AFTER, POST_KILL_WAIT, Reported, STREAM_BUFFER, Stop,
-    maybe, millis, reported, within,
-};
+use crate::capture::{Frames, StreamKind, diagnostic};
+use crate::client::{ExecInput, ExecOutput, Reported, STREAM_BUFFER, millis, reported, within};
 use crate::error::ExecError;
-use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
-use crate::request::{ExecRequest, OutputChunk, StreamKind};
+use crate::outcome::{LostReason, Outcome, Termination};
+use crate::request::{ExecRequest, OutputChunk};
+use crate::stopping::{POST_KILL_WAIT, Step, Stop, Stopping};
 
 /// How long a new channel may take to say hello: 5 s.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -307,64 +305,50 @@ impl Channel {
         let mut frames = Frames::new(req.caps);
         let mut acked = false;
         let mut lost = false;
-        let mut stop: Option<(Stop, Instant)> = None;
-        let mut fallback: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-        let mut exec_kill: Option<crate::client::BoxFuture<'_, KillSummary>> = None;
-        let mut kill: Option<KillSummary> = None;
-        let mut post_kill: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut stopping = Stopping::default();
         let wake = tokio::time::Instant::from_std(deadline);
         let deadline_passes = tokio::time::sleep_until(wake);
         tokio::pin!(deadline_passes);
+        let grace = inner.exec.options().kill_grace;
         let kill_order = || {
             let order = KillOrder {
-                grace_ms: millis(inner.exec.options().kill_grace),
+                grace_ms: millis(grace),
             };
             let json = serde_json::to_vec(&order).expect("KillOrder serializes");
             inner.send(call, frame::KILL, &json);
-            Box::pin(tokio::time::sleep(
-                inner.exec.options().kill_grace + KILL_FALLBACK_AFTER,
-            ))
         };
 
         loop {
             tokio::select! {
                 biased;
-                _ = req.cancel.cancelled(), if stop.is_none() => {
+                _ = req.cancel.cancelled(), if !stopping.is_stopping() => {
                     if !acked {
                         // Not taken yet: it never starts (the guard's kill order follows the
                         // request, and a request past its deadline is refused).
                         return Ok(not_started(Termination::Cancelled));
                     }
-                    stop = Some((Stop::Cancelled, Instant::now()));
-                    fallback = Some(kill_order());
+                    kill_order();
+                    stopping.begin(Stop::Cancelled, grace);
                 }
-                _ = &mut deadline_passes, if stop.is_none() => {
+                _ = &mut deadline_passes, if !stopping.is_stopping() => {
                     if !acked {
                         return Ok(not_started(Termination::TimedOut));
                     }
-                    stop = Some((Stop::TimedOut, Instant::now()));
-                    fallback = Some(kill_order());
+                    kill_order();
+                    stopping.begin(Stop::TimedOut, grace);
                 }
-                _ = maybe(&mut fallback) => {
-                    warn!("the in-band kill did not end the call; killing through a second exec");
-                    fallback = None;
-                    exec_kill = Some(Box::pin(inner.exec.kill(&inner.container, inner.user.as_deref(), &exec_id)));
-                }
-                summary = maybe(&mut exec_kill) => {
-                    exec_kill = None;
-                    // A kill that never reached the sandbox (its daemon hangs, say): nothing
-                    // more will come, and the answer is already late.
-                    let reached = summary.report.is_some();
-                    kill = Some(summary);
-                    if !reached {
+                step = stopping.next() => match step {
+                    Step::Escalate => {
+                        warn!("the in-band kill did not end the call; killing through a second exec");
+                        stopping.kill_with(Box::pin(inner.exec.kill(&inner.container, inner.user.as_deref(), &exec_id)));
+                    }
+                    Step::Killed => {}
+                    Step::Unreached => break,
+                    Step::GaveUp => {
+                        warn!("no report after the kill; giving up on it");
                         break;
                     }
-                    post_kill = Some(Box::pin(tokio::time::sleep(POST_KILL_WAIT)));
-                }
-                _ = maybe(&mut post_kill) => {
-                    warn!("no report after the kill; giving up on it");
-                    break;
-                }
+                },
                 item = rx.recv() => match item {
                     Some(Inbound::Ack) => acked = true,
                     Some(Inbound::Frame(kind, payload)) => {
@@ -385,7 +369,7 @@ impl Channel {
             }
         }
         guard.done = frames.report.is_some();
-        drop(exec_kill);
+        let (stop, mut kill) = stopping.finish();
 
         let Frames {
             stdout,

@@ -18,11 +18,24 @@ use sandbox_protocol::{
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
-use crate::capture::{Frames, diagnostic};
+use crate::capture::{Captured, Frames, StreamKind, diagnostic};
 use crate::docker::{is_not_found, is_unreachable};
-use crate::error::{ExecError, error_chain};
+use crate::error::{ExecError, KillError, ReportError, error_chain};
+use crate::future::{BoxFuture, maybe};
 use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
-use crate::request::{ExecRequest, OutputChunk, StreamKind};
+use crate::request::{ExecRequest, OutputChunk};
+use crate::stopping::{Step, Stop, Stopping};
+
+/// Connects to the daemon named by `DOCKER_HOST` (unix, tcp or http), or the local default
+/// socket, and negotiates the API version.
+///
+/// Negotiation matters: this crate's bollard defaults to API 1.53 while Docker 20.10 speaks
+/// 1.41. bollard 0.21 sends unversioned paths so it works either way today, but the next
+/// release pins the version in the path and would get HTTP 400 without this step.
+pub async fn connect() -> Result<Docker, ExecError> {
+    let docker = Docker::connect_with_defaults().map_err(ExecError::Connect)?;
+    docker.negotiate_version().await.map_err(ExecError::Connect)
+}
 
 /// Default bound on waiting for output after the main process exits: 500 ms.
 pub const DEFAULT_DRAIN: Duration = Duration::from_millis(500);
@@ -34,11 +47,6 @@ pub const DEFAULT_KILL_ROUNDS: u32 = 8;
 /// should the host's kill never arrive (the service died): 2 s.
 pub const DEFAULT_BACKSTOP_SLACK: Duration = Duration::from_secs(2);
 
-/// After the kill order (and its grace), how long the supervisor may take to end the call
-/// before the kill goes through a second exec.
-pub(crate) const KILL_FALLBACK_AFTER: Duration = Duration::from_secs(1);
-/// After the kill reports, how long to wait for the stream to end before giving up on it.
-pub(crate) const POST_KILL_WAIT: Duration = Duration::from_secs(2);
 /// Upper bound on the kill exec itself (it has its own rounds and grace inside).
 const KILL_EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 /// Upper bound on the daemon creating and starting the kill exec.
@@ -90,33 +98,9 @@ pub struct ExecClient {
     options: ExecOptions,
 }
 
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) type ExecOutput =
     Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>;
 pub(crate) type ExecInput = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
-
-/// Polls the future if there is one, else never completes (a disabled `select!` branch).
-pub(crate) async fn maybe<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
-    match f.as_mut() {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
-    TimedOut,
-    Cancelled,
-}
-
-impl Stop {
-    pub(crate) fn termination(self) -> Termination {
-        match self {
-            Stop::TimedOut => Termination::TimedOut,
-            Stop::Cancelled => Termination::Cancelled,
-        }
-    }
-}
 
 /// What a call's report says besides its exit status.
 pub(crate) struct Reported {
@@ -157,6 +141,35 @@ pub(crate) fn reported(
         spawn_error: report.and_then(|r| r.spawn_error.clone()),
         kill,
     })
+}
+
+/// One call of [`ExecClient::run`], as its steps share it.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    container: &'a str,
+    req: &'a ExecRequest,
+    exec_id: &'a str,
+    wake: tokio::time::Instant,
+}
+
+/// What a call's stream left: its frames, the supervisor's complaints, and how the stream
+/// was stopped, if it was.
+struct Streamed {
+    frames: Frames,
+    complaints: Captured,
+    stop: Option<(Stop, Instant)>,
+    kill: Option<KillSummary>,
+    stream_err: Option<DockerError>,
+    lost: Option<Termination>,
+}
+
+/// The parts of the outcome besides its termination.
+struct Concluded {
+    stdout: Captured,
+    stderr: Captured,
+    kill: Option<KillSummary>,
+    leaked_output: bool,
+    spawn_error: Option<String>,
 }
 
 impl ExecClient {
@@ -214,13 +227,56 @@ impl ExecClient {
         let wake = tokio::time::Instant::from_std(deadline);
         // Dropping a start that is under way closes the exec's stdin: a supervisor that the
         // daemon starts after all reads end-of-file instead of a request, and exits.
-        let (docker_exec_id, mut output, input) = tokio::select! {
+        let (docker_exec_id, output, input) = tokio::select! {
             biased;
             _ = req.cancel.cancelled() => return Ok(not_started(Termination::Cancelled)),
             _ = tokio::time::sleep_until(wake) => return Ok(not_started(Termination::TimedOut)),
             attached = self.start_supervisor(container, &exec_id, &req) => attached?,
         };
+        let call = Call {
+            container,
+            req: &req,
+            exec_id: &exec_id,
+            wake,
+        };
+        let streamed = self.stream(&call, output, input, request).await;
+        let (termination, streamed) = self.conclude(&call, &docker_exec_id, streamed).await?;
+        let outcome = Outcome {
+            exec_id,
+            termination,
+            stdout: streamed.stdout,
+            stderr: streamed.stderr,
+            duration: started.elapsed(),
+            kill: streamed.kill,
+            leaked_output: streamed.leaked_output,
+            spawn_error: streamed.spawn_error,
+        };
+        debug!(
+            termination = ?outcome.termination,
+            duration_ms = outcome.duration.as_millis() as u64,
+            stdout_bytes = outcome.stdout.total(),
+            stderr_bytes = outcome.stderr.total(),
+            "exec finished"
+        );
+        Ok(outcome)
+    }
 
+    /// The call while it streams: its output read, its stdin fed, its deadline and cancel
+    /// turned into a kill (in-band first, then through a second exec), the container watched.
+    /// One `select!`, biased with the stops first: a flood of output must not delay a cancel.
+    async fn stream(
+        &self,
+        call: &Call<'_>,
+        mut output: ExecOutput,
+        input: ExecInput,
+        request: Vec<u8>,
+    ) -> Streamed {
+        let Call {
+            container,
+            req,
+            exec_id,
+            wake,
+        } = *call;
         let (orders, orders_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut feeder: Option<BoxFuture<'_, std::io::Result<()>>> =
             Some(Box::pin(feed(input, request, req.stdin.clone(), orders_rx)));
@@ -236,11 +292,7 @@ impl ExecClient {
         let mut frames = Frames::new(req.caps);
         // The supervisor's own stderr: only its complaints about a request it could not take.
         let mut complaints = diagnostic();
-        let mut stop: Option<(Stop, Instant)> = None;
-        let mut fallback: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        let mut exec_kill: Option<BoxFuture<'_, KillSummary>> = None;
-        let mut kill: Option<KillSummary> = None;
-        let mut post_kill: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut stopping = Stopping::default();
         let mut stream_err: Option<DockerError> = None;
         let mut stream_done = false;
         let mut watch: Option<BoxFuture<'_, Termination>> =
@@ -250,45 +302,36 @@ impl ExecClient {
         tokio::pin!(deadline_passes);
 
         loop {
-            if stream_done && exec_kill.is_none() {
+            if stream_done && !stopping.killing() {
                 break;
             }
-            // Biased, with the stops first: a flood of output must not delay a cancel.
             tokio::select! {
                 biased;
-                _ = req.cancel.cancelled(), if stop.is_none() => {
+                _ = req.cancel.cancelled(), if !stopping.is_stopping() => {
                     debug!("cancelled; killing the call");
-                    stop = Some((Stop::Cancelled, Instant::now()));
-                    fallback = Some(self.order_kill(&orders));
+                    self.order_kill(&orders);
+                    stopping.begin(Stop::Cancelled, self.options.kill_grace);
                 }
-                _ = &mut deadline_passes, if stop.is_none() => {
+                _ = &mut deadline_passes, if !stopping.is_stopping() => {
                     debug!("deadline passed; killing the call");
-                    stop = Some((Stop::TimedOut, Instant::now()));
-                    fallback = Some(self.order_kill(&orders));
+                    self.order_kill(&orders);
+                    stopping.begin(Stop::TimedOut, self.options.kill_grace);
                 }
-                _ = maybe(&mut fallback) => {
+                step = stopping.next() => match step {
                     // The supervisor did not end the call (stopped, or dead without closing the
                     // stream): kill through a second exec.
-                    warn!("the in-band kill did not end the call; killing through a second exec");
-                    fallback = None;
-                    exec_kill = Some(Box::pin(self.kill_call(container, req.user.as_deref(), &exec_id)));
-                }
-                summary = maybe(&mut exec_kill) => {
-                    exec_kill = None;
-                    // A kill that never reached the sandbox (its daemon hangs, say): nothing
-                    // more will come, and the answer is already late.
-                    let reached = summary.report.is_some();
-                    kill = Some(summary);
-                    if !reached {
+                    Step::Escalate => {
+                        warn!("the in-band kill did not end the call; killing through a second exec");
+                        stopping.kill_with(Box::pin(self.kill_call(container, req.user.as_deref(), exec_id)));
+                    }
+                    Step::Killed => {}
+                    Step::Unreached => break,
+                    Step::GaveUp => {
+                        warn!("output stream still open after the kill; giving up on it");
                         break;
                     }
-                    post_kill = Some(Box::pin(tokio::time::sleep(POST_KILL_WAIT)));
-                }
-                _ = maybe(&mut post_kill) => {
-                    warn!("output stream still open after the kill; giving up on it");
-                    break;
-                }
-                gone = maybe(&mut watch), if stop.is_none() && !stream_done => {
+                },
+                gone = maybe(&mut watch), if !stopping.is_stopping() && !stream_done => {
                     warn!(termination = ?gone, "the container went away while its exec's stream stayed open");
                     lost = Some(gone);
                     break;
@@ -314,11 +357,34 @@ impl ExecClient {
                 },
             }
         }
-        drop(output);
-        drop(feeder);
-        drop(exec_kill);
-        drop(watch);
+        let (stop, kill) = stopping.finish();
+        Streamed {
+            frames,
+            complaints,
+            stop,
+            kill,
+            stream_err,
+            lost,
+        }
+    }
 
+    /// How the call ended, from what it streamed: the supervisor's report, else the stop, the
+    /// container's loss, or what the daemon says of the exec.
+    async fn conclude(
+        &self,
+        call: &Call<'_>,
+        docker_exec_id: &str,
+        streamed: Streamed,
+    ) -> Result<(Termination, Concluded), ExecError> {
+        let (container, req) = (call.container, call.req);
+        let Streamed {
+            frames,
+            complaints,
+            stop,
+            mut kill,
+            stream_err,
+            lost,
+        } = streamed;
         let Frames {
             stdout,
             mut stderr,
@@ -339,13 +405,13 @@ impl ExecClient {
         kill = own_kill.or(kill);
         let termination = match (stop.map(|(s, _)| s), report, lost) {
             (Some(s), _, _) => s.termination(),
-            (None, Some(report), _) => self.termination(&req, wake, container, &report).await,
+            (None, Some(report), _) => self.termination(req, call.wake, container, &report).await,
             (None, None, Some(lost)) => lost,
             (None, None, None) => {
                 match within(
-                    &req,
-                    wake,
-                    self.diagnose(container, &docker_exec_id, stream_err),
+                    req,
+                    call.wake,
+                    self.diagnose(container, docker_exec_id, stream_err),
                 )
                 .await
                 {
@@ -371,7 +437,7 @@ impl ExecClient {
                         // while the container runs: nothing bounds what the call started any
                         // more, so it is killed now.
                         kill = Some(
-                            self.kill_call(container, req.user.as_deref(), &exec_id)
+                            self.kill_call(container, req.user.as_deref(), call.exec_id)
                                 .await,
                         );
                         died
@@ -379,24 +445,16 @@ impl ExecClient {
                 }
             }
         };
-        let outcome = Outcome {
-            exec_id,
+        Ok((
             termination,
-            stdout,
-            stderr,
-            duration: started.elapsed(),
-            kill,
-            leaked_output,
-            spawn_error,
-        };
-        debug!(
-            termination = ?outcome.termination,
-            duration_ms = outcome.duration.as_millis() as u64,
-            stdout_bytes = outcome.stdout.total(),
-            stderr_bytes = outcome.stderr.total(),
-            "exec finished"
-        );
-        Ok(outcome)
+            Concluded {
+                stdout,
+                stderr,
+                kill,
+                leaked_output,
+                spawn_error,
+            },
+        ))
     }
 
     /// How a call that reported ended. The kernel SIGKILLs every process when a container
@@ -473,18 +531,12 @@ impl ExecClient {
         self.kill_call(container, user, exec_id).await
     }
 
-    /// Sends the kill order down the control channel and returns the timer after which, if the
-    /// call has not ended, the kill goes through a second exec.
-    fn order_kill(
-        &self,
-        orders: &tokio::sync::mpsc::UnboundedSender<KillOrder>,
-    ) -> Pin<Box<tokio::time::Sleep>> {
+    /// Sends the kill order down the control channel (a supervisor that has ended reads it
+    /// nowhere, which is fine).
+    fn order_kill(&self, orders: &tokio::sync::mpsc::UnboundedSender<KillOrder>) {
         let _ = orders.send(KillOrder {
             grace_ms: millis(self.options.kill_grace),
         });
-        Box::pin(tokio::time::sleep(
-            self.options.kill_grace + KILL_FALLBACK_AFTER,
-        ))
     }
 
     async fn kill_call(&self, container: &str, user: Option<&str>, exec_id: &str) -> KillSummary {
@@ -497,7 +549,7 @@ impl ExecClient {
         let result =
             tokio::time::timeout(KILL_EXEC_TIMEOUT, self.kill_exec(container, user, &request))
                 .await
-                .unwrap_or_else(|_| Err("the kill exec did not finish in time".to_owned()));
+                .unwrap_or(Err(KillError::TimedOut));
         let summary = match result {
             Ok(report) => KillSummary {
                 report: Some(report),
@@ -527,7 +579,7 @@ impl ExecClient {
         container: &str,
         user: Option<&str>,
         request: &KillRequest,
-    ) -> Result<KillReport, String> {
+    ) -> Result<KillReport, KillError> {
         let request = serde_json::to_string(request).expect("KillRequest serializes");
         let config = self.runner_exec([cmd::KILL, &request], user, false);
         // A daemon that does not answer must not hold the call: the supervisor's own backstop
@@ -535,9 +587,9 @@ impl ExecClient {
         let start = self.start_attached(container, config);
         let (_, output, _) = tokio::time::timeout(KILL_EXEC_START_TIMEOUT, start)
             .await
-            .map_err(|_| "the daemon did not start the kill exec in time".to_owned())?
-            .map_err(|e| format!("the kill exec: {}", error_chain(&e)))?;
-        read_kill_report(output).await
+            .map_err(|_| KillError::StartTimedOut)?
+            .map_err(|e| KillError::Start(error_chain(&e)))?;
+        Ok(read_kill_report(output).await?)
     }
 
     /// The stream ended without the supervisor's report: the container went away, the daemon
@@ -728,7 +780,7 @@ impl ExecClient {
 
 /// Reads the kill exec's output: one report frame, within a small bound whatever else arrives
 /// (the service is shared by every tenant; no sandbox may make it buffer without limit).
-async fn read_kill_report(output: ExecOutput) -> Result<KillReport, String> {
+async fn read_kill_report(output: ExecOutput) -> Result<KillReport, ReportError> {
     read_report(output, "the kill exec", KillReport::check).await
 }
 
@@ -736,41 +788,49 @@ async fn read_kill_report(output: ExecOutput) -> Result<KillReport, String> {
 /// within a bound of one frame whatever else arrives, and checks it with `check`.
 pub(crate) async fn read_report<T: serde::de::DeserializeOwned>(
     mut output: ExecOutput,
-    what: &str,
+    what: &'static str,
     check: impl Fn(&T) -> Result<(), &'static str>,
-) -> Result<T, String> {
+) -> Result<T, ReportError> {
     let mut frames = frame::Decoder::new(frame::to_host_limit);
     let mut complaints = diagnostic();
     let mut read = 0usize;
     let limit = frame::HEADER + frame::MAX_MESSAGE;
     while let Some(item) = output.next().await {
-        match item.map_err(|e| format!("reading {what}: {e}"))? {
+        let item = item.map_err(|e| ReportError::Read {
+            what,
+            error: e.to_string(),
+        })?;
+        match item {
             LogOutput::StdOut { message } | LogOutput::Console { message } => {
                 read += message.len();
                 frames.push(&message);
                 match frames.next_frame() {
                     Ok(Some((frame::REPORT, json))) => {
-                        let report: T = serde_json::from_slice(&json)
-                            .map_err(|e| format!("{what}'s report is malformed: {e}"))?;
-                        check(&report).map_err(|e| format!("{what}'s report is malformed: {e}"))?;
+                        let malformed = |reason: String| ReportError::Malformed { what, reason };
+                        let report: T =
+                            serde_json::from_slice(&json).map_err(|e| malformed(e.to_string()))?;
+                        check(&report).map_err(|e| malformed(e.to_owned()))?;
                         return Ok(report);
                     }
-                    Ok(Some((kind, _))) => {
-                        return Err(format!("{what} sent a frame of kind {kind}"));
-                    }
+                    Ok(Some((kind, _))) => return Err(ReportError::UnexpectedFrame { what, kind }),
                     Ok(None) if read <= limit => {}
-                    Ok(None) => return Err(format!("{what} sent over {limit} bytes")),
-                    Err(e) => return Err(format!("{what}'s output is not a frame: {e}")),
+                    Ok(None) => return Err(ReportError::TooLong { what, limit }),
+                    Err(e) => {
+                        return Err(ReportError::NotAFrame {
+                            what,
+                            reason: e.to_string(),
+                        });
+                    }
                 }
             }
             LogOutput::StdErr { message } => complaints.push(&message),
             LogOutput::StdIn { .. } => {}
         }
     }
-    Err(format!(
-        "{what} gave no report: {}",
-        complaints.to_string_lossy().trim()
-    ))
+    Err(ReportError::NoReport {
+        what,
+        said: complaints.to_string_lossy().trim().to_owned(),
+    })
 }
 
 /// Sends the request, then the command's stdin as frames, then waits for a kill order, and
@@ -877,10 +937,16 @@ mod tests {
     async fn a_kill_exec_that_floods_is_read_within_a_bound() {
         // Output that never ends and is no report: refused at once, whatever its shape.
         let garbage = read_kill_report(endless(stdout, vec![b'F'; 64 * 1024])).await;
-        assert!(garbage.is_err_and(|e| e.contains("not a frame")));
+        assert!(
+            matches!(garbage, Err(ReportError::NotAFrame { .. })),
+            "{garbage:?}"
+        );
         let frames = frame::encode(frame::STDOUT, &[b'F'; 1024]);
         let framed = read_kill_report(endless(stdout, frames)).await;
-        assert!(framed.is_err_and(|e| e.contains("kind 16")));
+        assert!(
+            matches!(framed, Err(ReportError::UnexpectedFrame { kind: 16, .. })),
+            "{framed:?}"
+        );
         // A report frame that never completes: cut off past one message's size.
         let mut slow = frame::header(frame::REPORT, frame::MAX_MESSAGE).to_vec();
         slow.push(b' ');
@@ -894,7 +960,13 @@ mod tests {
             Ok(LogOutput::StdOut { message })
         }));
         let cut = read_kill_report(trickle).await;
-        assert!(cut.is_err_and(|e| e.contains("malformed") || e.contains("over")));
+        assert!(
+            matches!(
+                cut,
+                Err(ReportError::Malformed { .. } | ReportError::TooLong { .. })
+            ),
+            "{cut:?}"
+        );
         // Stderr is kept up to a few KiB, however much comes.
         let lots = (0..10_000).map(|_| {
             Ok(LogOutput::StdErr {
@@ -904,10 +976,13 @@ mod tests {
         let err = read_kill_report(Box::pin(stream::iter(lots)))
             .await
             .expect_err("no report");
+        let ReportError::NoReport { said, .. } = &err else {
+            panic!("{err:?}");
+        };
         assert!(
-            err.len() < 2 * crate::capture::DIAGNOSTIC_BYTES,
+            said.len() < 2 * crate::capture::DIAGNOSTIC_BYTES,
             "{}",
-            err.len()
+            said.len()
         );
     }
 

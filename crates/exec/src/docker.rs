@@ -1,20 +1,6 @@
-//! Connecting to the Docker daemon, and reading its answers by status code.
+//! Reading the Docker daemon's answers by status code.
 
-use bollard::Docker;
 use bollard::errors::Error as DockerError;
-
-use crate::ExecError;
-
-/// Connects to the daemon named by `DOCKER_HOST` (unix, tcp or http), or the local default
-/// socket, and negotiates the API version.
-///
-/// Negotiation matters: this crate's bollard defaults to API 1.53 while Docker 20.10 speaks
-/// 1.41. bollard 0.21 sends unversioned paths so it works either way today, but the next
-/// release pins the version in the path and would get HTTP 400 without this step.
-pub async fn connect() -> Result<Docker, ExecError> {
-    let docker = Docker::connect_with_defaults().map_err(ExecError::Connect)?;
-    docker.negotiate_version().await.map_err(ExecError::Connect)
-}
 
 /// The HTTP status of a daemon error answer, if it was one.
 pub fn status_code(err: &DockerError) -> Option<u16> {

@@ -180,6 +180,78 @@ impl ExecError {
     }
 }
 
+/// Why a runner exec's report (the kill's, or `ps`'s) could not be read. `what` names the exec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// Its output stream broke.
+    #[error("reading {what}: {error}")]
+    Read {
+        /// The exec.
+        what: &'static str,
+        /// The stream's error, in words (the daemon's error is not `Clone`).
+        error: String,
+    },
+    /// Its report frame did not parse, or said something impossible.
+    #[error("{what}'s report is malformed: {reason}")]
+    Malformed {
+        /// The exec.
+        what: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// It sent a frame of another kind than a report.
+    #[error("{what} sent a frame of kind {kind}")]
+    UnexpectedFrame {
+        /// The exec.
+        what: &'static str,
+        /// The frame's kind.
+        kind: u8,
+    },
+    /// It sent more than one report's worth without completing one.
+    #[error("{what} sent over {limit} bytes")]
+    TooLong {
+        /// The exec.
+        what: &'static str,
+        /// The bound.
+        limit: usize,
+    },
+    /// Its output is not frames.
+    #[error("{what}'s output is not a frame: {reason}")]
+    NotAFrame {
+        /// The exec.
+        what: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// Its output ended without a report.
+    #[error("{what} gave no report: {said}")]
+    NoReport {
+        /// The exec.
+        what: &'static str,
+        /// What it wrote on stderr (bounded).
+        said: String,
+    },
+}
+
+/// Why the server-side kill of a call could not run or report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KillError {
+    /// The daemon did not start the kill exec within its bound.
+    #[error("the daemon did not start the kill exec in time")]
+    StartTimedOut,
+    /// The kill exec could not be started.
+    #[error("the kill exec: {0}")]
+    Start(String),
+    /// The kill exec did not finish within its bound.
+    #[error("the kill exec did not finish in time")]
+    TimedOut,
+    /// The kill exec's report could not be read.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
 /// An error and its causes, `a: b: c` (the error types of this workspace's crates keep their causes out
 /// of their own messages).
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

@@ -39,20 +39,21 @@ mod channel;
 mod client;
 pub mod docker;
 mod error;
+mod future;
 mod outcome;
 mod processes;
 mod request;
+mod stopping;
 
 pub use bollard;
-pub use capture::{Captured, DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, OutputCaps};
+pub use capture::{Captured, DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, OutputCaps, StreamKind};
 pub use channel::{Channel, OPEN_TIMEOUT, SILENCE_LIMIT};
 pub use client::{
     DEFAULT_BACKSTOP_SLACK, DEFAULT_DRAIN, DEFAULT_KILL_GRACE, DEFAULT_KILL_ROUNDS, ExecClient,
-    ExecOptions,
+    ExecOptions, connect,
 };
-pub use docker::connect;
-pub use error::{ExecError, error_chain};
+pub use error::{ExecError, KillError, ReportError, error_chain};
 pub use outcome::{KillSummary, LostReason, Outcome, Termination};
 pub use processes::{Process, ProcessSource, ProcessTable, top_sees};
-pub use request::{DEFAULT_TIMEOUT, ExecRequest, OutputChunk, OutputSink, StreamKind};
+pub use request::{DEFAULT_TIMEOUT, ExecRequest, OutputChunk, OutputSink};
 pub use sandbox_protocol::{KillReport, Program, Tool, ToolInput, exit};

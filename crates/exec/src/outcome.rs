@@ -79,7 +79,7 @@ pub struct KillSummary {
     /// The runner's report, when the kill exec ran.
     pub report: Option<KillReport>,
     /// Why the kill could not run or report, when it could not.
-    pub error: Option<String>,
+    pub error: Option<crate::KillError>,
     /// From the decision to kill until the report.
     pub elapsed: Duration,
 }

@@ -132,7 +132,7 @@ impl ExecClient {
         let list = tokio::time::timeout(PS_READ_TIMEOUT, read)
             .await
             .map_err(|_| failed("the runner's ps did not answer in time".to_owned()))?
-            .map_err(failed)?;
+            .map_err(|e| failed(e.to_string()))?;
         Ok(ProcessTable {
             complete: !list.truncated,
             processes: list

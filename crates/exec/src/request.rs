@@ -8,19 +8,10 @@ use bytes::Bytes;
 use sandbox_protocol::{Program, Tool, ToolInput};
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::OutputCaps;
+use crate::capture::{OutputCaps, StreamKind};
 
 /// Default deadline of a call: 60 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Which stream a chunk of output came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamKind {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
 
 /// A chunk of live output.
 #[derive(Debug, Clone, PartialEq, Eq)]
