@@ -53,7 +53,9 @@ impl From<sandbox_tools::ToolResult> for PyToolResult {
             cancelled: r.meta.cancelled,
             truncated: r.meta.truncated,
             sandbox_lost: r.meta.sandbox_lost,
-            recreated: r.meta.recreated,
+            // The variant as Rust writes it (`OomKilled`, `Exited { exit_code: Some(137) }`),
+            // as this attribute has always read.
+            recreated: r.meta.recreated.map(|why| format!("{why:?}")),
             duration: r.meta.duration.as_secs_f64(),
             nothing_left: r
                 .meta

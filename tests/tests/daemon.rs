@@ -78,6 +78,15 @@ async fn calls_survive_the_daemon_going_away_and_coming_back(transport) {
         ),
         "{r:?}"
     );
+    assert!(
+        matches!(
+            r.meta.termination,
+            Some(sandbox_exec::Termination::SandboxLost {
+                reason: sandbox_exec::LostReason::DaemonUnreachable { .. }
+            })
+        ),
+        "{r:?}"
+    );
 
     // While it is down, calls fail fast with a clear daemon error; nothing hangs.
     let started = Instant::now();
@@ -87,6 +96,8 @@ async fn calls_survive_the_daemon_going_away_and_coming_back(transport) {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(r.exit_code, 1, "{r:?}");
     assert!(r.content.contains("daemon unreachable"), "{r:?}");
+    let error = r.meta.error.as_deref().expect("a typed error");
+    assert!(error.is_daemon_unreachable() && !error.is_pool_full(), "{error:?}");
 
     // Back: the daemon stopped the old container on its way up; the next call gets a new one.
     daemon.restart().await;

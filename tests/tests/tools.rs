@@ -450,7 +450,7 @@ e2e_tests::on_both_transports! {
         e2e_tests::force_remove(t.pool.docker(), &sb.container_id).await;
         let r = t.call("shell", json!({"command": "echo back"})).await;
         assert_eq!(r.content, "[stdout]\nback\n[exit 0]", "{r:?}");
-        assert_eq!(r.meta.recreated.as_deref(), Some("Removed"));
+        assert_eq!(r.meta.recreated, Some(sandbox_pool::Recreated::Removed));
     }
 }
 
@@ -532,4 +532,52 @@ e2e_tests::on_both_transports! {
             .await;
         assert_eq!(r.exit_code, 0, "{r:?}");
     }
+}
+
+/// What failed before a command could run reaches the service typed, beside the model's
+/// unchanged text: here a full pool, told apart from a daemon that does not answer; and a call
+/// that ran carries how it ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pool_reaches_the_service_typed_and_the_model_in_words() {
+    let config = sandbox_pool::PoolConfig {
+        max_sandboxes: 1,
+        ..e2e_tests::pool_config("tools_pool_full")
+    };
+    let t = TestTools::start_on_pool(config).await;
+    let r = t.call("shell", json!({"command": "exit 3"})).await;
+    assert_eq!(r.exit_code, 3, "{r:?}");
+    assert_eq!(
+        r.meta.termination,
+        Some(sandbox_exec::Termination::Exited { code: 3 })
+    );
+    assert!(r.meta.error.is_none(), "{r:?}");
+
+    // The one sandbox is busy: another user finds the pool full.
+    let _busy = t.pool.acquire("u").await.expect("acquire");
+    let other = sandbox_tools::DockerExecutor::new(
+        Arc::new(FakeHost::all()),
+        t.pool.pool.clone(),
+        "v",
+        t.pool.user_root("v"),
+    );
+    let r = other
+        .call_tool("shell", json!({"command": "true"}), &CallContext::new("t"))
+        .await;
+    assert_eq!(
+        (r.exit_code, r.content.as_str()),
+        (
+            1,
+            "[Error executing shell via docker] the pool is full: 1 sandboxes, none idle"
+        )
+    );
+    let error = r.meta.error.as_deref().expect("a typed error");
+    assert!(
+        error.is_pool_full() && !error.is_daemon_unreachable(),
+        "{error:?}"
+    );
+    assert!(matches!(
+        error.pool_error(),
+        Some(sandbox_pool::PoolError::PoolFull { max: 1 })
+    ));
+    assert_eq!(r.meta.termination, None, "nothing ran");
 }

@@ -14,6 +14,7 @@ use sandbox_pool::{Fleet, Lease, Recreated};
 use serde_json::Value;
 use tracing::{debug, warn};
 
+use crate::ToolError;
 use crate::args::{self, ArgError};
 use crate::config::{ToolsConfig, Transport};
 use crate::executor::{CallContext, Executor, ToolMeta, ToolResult};
@@ -72,7 +73,7 @@ impl std::fmt::Debug for DockerExecutor {
 
 /// What the sandbox answered (and why it was made anew, if it was), before formatting; `Err`
 /// is why nothing could run.
-type Ran = Result<(Outcome, Option<Recreated>), String>;
+type Ran = Result<(Outcome, Option<Recreated>), ToolError>;
 
 impl DockerExecutor {
     /// An executor for `user` working in `working_dir` (a host folder, normally inside the
@@ -223,7 +224,7 @@ impl DockerExecutor {
             let acquired = within(ctx, deadline, self.shared.pool.acquire(&self.user)).await;
             let mut lease = match acquired {
                 Ok(Ok(lease)) => lease,
-                Ok(Err(e)) => return Err(format::error_chain(&e)),
+                Ok(Err(source)) => return Err(self.pool_failed(source)),
                 Err(stopped) => {
                     debug!(user = %self.user, ?stopped, "stopped while waiting for the sandbox");
                     return Ok((Outcome::not_started(stopped, started.elapsed()), None));
@@ -270,20 +271,30 @@ impl DockerExecutor {
                             || e.is_sandbox_unusable()
                             || unreachable && self.shared.pool.spans_engines());
                     if !retry {
-                        return Err(format::error_chain(&e));
+                        return Err(ToolError::Exec {
+                            user: self.user.clone(),
+                            source: e,
+                        });
                     }
                     warn!(user = %self.user, error = %e, "the sandbox cannot run the call; replacing it");
                     if e.is_sandbox_unusable() {
                         let id = lease.container_id.clone();
                         drop(lease);
-                        if let Err(e) = self.shared.pool.recycle(&self.user, &id).await {
-                            return Err(format::error_chain(&e));
+                        if let Err(source) = self.shared.pool.recycle(&self.user, &id).await {
+                            return Err(self.pool_failed(source));
                         }
                     }
                 }
             }
         }
         unreachable!("the second attempt always returns")
+    }
+
+    fn pool_failed(&self, source: sandbox_pool::PoolError) -> ToolError {
+        ToolError::Sandbox {
+            user: self.user.clone(),
+            source,
+        }
     }
 
     /// Whether this user's calls go over the channel: the configuration says so and they run
@@ -364,7 +375,7 @@ impl DockerExecutor {
         let timeout = req.timeout();
         let deadline = Instant::now() + timeout;
         match self.run(req, ctx, deadline).await {
-            Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
+            Err(e) => failed(tool, e),
             Ok((outcome, recreated)) => {
                 let code = outcome.exit_code();
                 finish(tool, &outcome, recreated, whole_secs(timeout), |o| {
@@ -424,7 +435,7 @@ impl DockerExecutor {
             self.shared.quota.record_write(&self.user);
         }
         let result = match ran {
-            Err(e) => ToolResult::new(format::internal_error(tool, e), EXIT_INTERNAL),
+            Err(e) => failed(tool, e),
             Ok((outcome, recreated)) => finish(tool, &outcome, recreated, secs, file_tool_answer),
         };
         // The runner's own refusal of a growth past the headroom (its words, in atomic.rs).
@@ -490,11 +501,21 @@ fn finish(
             cancelled: outcome.termination == Termination::Cancelled,
             truncated: outcome.stdout.is_truncated() || outcome.stderr.is_truncated(),
             sandbox_lost: matches!(outcome.termination, Termination::SandboxLost { .. }),
-            recreated: recreated.as_ref().map(|r| format!("{r:?}")),
+            termination: Some(outcome.termination.clone()),
+            error: None,
+            recreated,
             kill: outcome.kill.clone(),
             duration: outcome.duration,
         },
     }
+}
+
+/// A call that failed before its command could run: the seed's `[Error executing ...]` for
+/// the model, the typed error for the service.
+fn failed(tool: Tool, error: ToolError) -> ToolResult {
+    let mut result = ToolResult::new(format::internal_error(tool, error.detail()), EXIT_INTERNAL);
+    result.meta.error = Some(Arc::new(error));
+    result
 }
 
 fn lost_text(reason: &sandbox_exec::LostReason) -> String {

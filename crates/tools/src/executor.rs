@@ -4,9 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sandbox_exec::OutputSink;
+use sandbox_exec::{OutputSink, Termination};
+use sandbox_pool::Recreated;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+use crate::ToolError;
 
 /// Runs tools for a language model.
 #[async_trait]
@@ -90,7 +93,7 @@ impl CallContext {
 }
 
 /// A tool's answer: what the model reads, its exit code, and typed facts about the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ToolResult {
     /// The text for the model.
     pub content: String,
@@ -102,7 +105,7 @@ pub struct ToolResult {
 }
 
 /// Facts about a call that the text only says in words.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ToolMeta {
     /// The deadline passed and the call was killed.
     pub timed_out: bool,
@@ -112,8 +115,14 @@ pub struct ToolMeta {
     pub truncated: bool,
     /// The sandbox went away during the call.
     pub sandbox_lost: bool,
+    /// How the call's command ended, when it was started in the sandbox (`None` for a host
+    /// tool, arguments refused on the host, or a failure before the command could run).
+    pub termination: Option<Termination>,
+    /// Why the call failed before its command could run, typed: the pool's or the exec's own
+    /// error (a full pool, a daemon that does not answer, ...).
+    pub error: Option<Arc<ToolError>>,
     /// The sandbox was made anew for this call, and why (for example after an OOM kill).
-    pub recreated: Option<String>,
+    pub recreated: Option<Recreated>,
     /// What the server-side kill found and did, when the call timed out or was cancelled.
     pub kill: Option<sandbox_exec::KillSummary>,
     /// From the start of the call to its result.

@@ -35,6 +35,7 @@
 pub mod args;
 mod config;
 mod docker_executor;
+mod error;
 mod executor;
 mod file_config;
 pub mod format;
@@ -45,6 +46,7 @@ pub mod schema;
 pub use args::{ArgError, TimeoutLimits};
 pub use config::{DEFAULT_OUTPUT_HEAD, DEFAULT_OUTPUT_TAIL, ToolsConfig, Transport};
 pub use docker_executor::DockerExecutor;
+pub use error::ToolError;
 pub use executor::{CallContext, Executor, SandboxToolsOnly, ToolMeta, ToolResult};
 pub use file_config::{ConfigError, ConfigFormat, FileConfig};
 pub use quota::{
