@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use crate::engine::{self, EngineConfig};
 use crate::locks::LockMap;
 use crate::pool::{Lease, SandboxPool};
-use crate::{PoolConfig, PoolError, metrics, validate_user};
+use crate::{IntoUserId, PoolConfig, PoolError, UserId, metrics};
 use crate::{Sandbox, SandboxInfo, ShutdownPolicy, UserRoots};
 
 /// How long an engine that answers may take to start its pool (the image, reconciliation).
@@ -383,22 +383,22 @@ impl Fleet {
     }
 
     /// The user's sandbox, made, adopted or repaired on their engine, leased for one call.
-    pub async fn acquire(&self, user: &str) -> Result<Lease, PoolError> {
-        validate_user(user)?;
-        if let Some(leased) = self.at_home(user).await {
+    pub async fn acquire(&self, user: impl IntoUserId) -> Result<Lease, PoolError> {
+        let user = user.into_user_id()?;
+        if let Some(leased) = self.at_home(&user).await {
             return leased;
         }
-        let _guard = self.inner.locks.lock(user.to_owned()).await;
+        let _guard = self.inner.locks.lock(user.to_string()).await;
         // Placed by a call that held the lock before us.
-        if let Some(leased) = self.at_home(user).await {
+        if let Some(leased) = self.at_home(&user).await {
             return leased;
         }
-        self.place(user).await
+        self.place(&user).await
     }
 
     /// The user's sandbox where it runs; `None` when it runs nowhere that answers (the
     /// engine it was on may just have been found down).
-    async fn at_home(&self, user: &str) -> Option<Result<Lease, PoolError>> {
+    async fn at_home(&self, user: &UserId) -> Option<Result<Lease, PoolError>> {
         let (m, pool) = self.home(user)?;
         match self.acquire_on(m, &pool, user).await {
             Err(e) if e.is_daemon_unreachable() && self.spans_engines() => None,
@@ -412,7 +412,7 @@ impl Fleet {
         &self,
         m: &Member,
         pool: &SandboxPool,
-        user: &str,
+        user: &UserId,
     ) -> Result<Lease, PoolError> {
         let leased = pool.acquire(user).await;
         if let Err(e) = &leased
@@ -425,7 +425,8 @@ impl Fleet {
 
     /// A new sandbox on the first engine of the user's ranking that answers and has room.
     /// When none is marked up, every engine is tried (one may be back before its next ping).
-    async fn place(&self, user: &str) -> Result<Lease, PoolError> {
+    async fn place(&self, id: &UserId) -> Result<Lease, PoolError> {
+        let user = id.as_str();
         let engines: Vec<EngineConfig> = self
             .inner
             .members
@@ -445,7 +446,7 @@ impl Fleet {
             if anyone_up && !m.is_up() {
                 continue;
             }
-            match self.acquire_on(m, pool, user).await {
+            match self.acquire_on(m, pool, id).await {
                 Ok(lease) => {
                     if &m.engine.name != first_choice {
                         info!(user, engine = %m.engine.name, %first_choice, "placed on a later engine of the user's ranking");
@@ -463,7 +464,7 @@ impl Fleet {
     }
 
     /// The user's sandbox, made or repaired if needed. Marks it active.
-    pub async fn ensure(&self, user: &str) -> Result<Sandbox, PoolError> {
+    pub async fn ensure(&self, user: impl IntoUserId) -> Result<Sandbox, PoolError> {
         Ok(self.acquire(user).await?.sandbox().clone())
     }
 
@@ -482,9 +483,14 @@ impl Fleet {
     }
 
     /// As [`SandboxPool::recycle`], on whichever engine runs `container_id`.
-    pub async fn recycle(&self, user: &str, container_id: &str) -> Result<(), PoolError> {
+    pub async fn recycle(
+        &self,
+        user: impl IntoUserId,
+        container_id: &str,
+    ) -> Result<(), PoolError> {
+        let user = user.into_user_id()?;
         for (_, pool) in self.pools_started() {
-            pool.recycle(user, container_id).await?;
+            pool.recycle(&user, container_id).await?;
         }
         Ok(())
     }
@@ -505,11 +511,11 @@ impl Fleet {
     }
 
     /// Removes the user's sandbox on every engine that answers. Returns whether there was one.
-    pub async fn remove(&self, user: &str) -> Result<bool, PoolError> {
-        validate_user(user)?;
+    pub async fn remove(&self, user: impl IntoUserId) -> Result<bool, PoolError> {
+        let user = user.into_user_id()?;
         let mut removed = false;
         for (_, pool) in self.up_pools() {
-            removed |= pool.remove(user).await?;
+            removed |= pool.remove(&user).await?;
         }
         Ok(removed)
     }
