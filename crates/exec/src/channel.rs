@@ -35,7 +35,7 @@ use crate::capture::{Frames, StreamKind, diagnostic};
 use crate::client::{ExecInput, ExecOutput, Reported, STREAM_BUFFER, millis, reported, within};
 use crate::error::ExecError;
 use crate::outcome::{LostReason, Outcome, Termination};
-use crate::request::{ExecRequest, OutputChunk};
+use crate::request::{ExecRequest, OutputChunk, new_exec_id};
 use crate::stopping::{POST_KILL_WAIT, Step, Stop, Stopping};
 
 /// How long a new channel may take to say hello: 5 s.
@@ -236,10 +236,8 @@ impl Channel {
     pub async fn run(&self, req: ExecRequest) -> Result<Outcome, ExecError> {
         let inner = &self.inner;
         let started = Instant::now();
-        let deadline = req
-            .deadline
-            .map_or(started + req.timeout, |d| d.min(started + req.timeout));
-        let exec_id = uuid::Uuid::new_v4().simple().to_string();
+        let deadline = req.deadline_from(started);
+        let exec_id = new_exec_id();
         tracing::Span::current().record("exec_id", exec_id.as_str());
         let down = |why: &str| ExecError::ChannelDown {
             container: inner.container.clone(),

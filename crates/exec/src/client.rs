@@ -23,7 +23,7 @@ use crate::docker::{is_not_found, is_unreachable};
 use crate::error::{ExecError, KillError, ReportError, error_chain};
 use crate::future::{BoxFuture, maybe};
 use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
-use crate::request::{ExecRequest, OutputChunk};
+use crate::request::{ExecRequest, OutputChunk, new_exec_id};
 use crate::stopping::{Step, Stop, Stopping};
 
 /// Connects to the daemon named by `DOCKER_HOST` (unix, tcp or http), or the local default
@@ -203,10 +203,8 @@ impl ExecClient {
     #[tracing::instrument(name = "exec", skip_all, fields(container = %container, exec_id))]
     pub async fn run(&self, container: &str, req: ExecRequest) -> Result<Outcome, ExecError> {
         let started = Instant::now();
-        let deadline = req
-            .deadline
-            .map_or(started + req.timeout, |d| d.min(started + req.timeout));
-        let exec_id = uuid::Uuid::new_v4().simple().to_string();
+        let deadline = req.deadline_from(started);
+        let exec_id = new_exec_id();
         tracing::Span::current().record("exec_id", exec_id.as_str());
         let not_started = |termination| Outcome {
             exec_id: exec_id.clone(),

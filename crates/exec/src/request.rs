@@ -83,6 +83,13 @@ impl fmt::Debug for ExecRequest {
 }
 
 impl ExecRequest {
+    /// When the call must be over: its timeout from `started`, or its own deadline if that
+    /// comes first.
+    pub(crate) fn deadline_from(&self, started: Instant) -> Instant {
+        let by_timeout = started + self.timeout;
+        self.deadline.map_or(by_timeout, |d| d.min(by_timeout))
+    }
+
     fn with_program(program: Program) -> Self {
         Self {
             program,
@@ -195,4 +202,9 @@ impl ExecRequest {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+}
+
+/// A new call's id (the `SBX_EXEC_ID` its processes carry): 32 hex digits.
+pub(crate) fn new_exec_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
