@@ -93,9 +93,10 @@ e2e_tests::on_both_transports! {
     }
 }
 
-/// Whether a lost sandbox's text says it ran out of memory. Docker 20.10 records an OOM kill
-/// only when the OOM event reaches it before the exit; under gVisor the host kernel kills the
-/// sentry, whose death races that event, so there it may say killed (137) instead.
+/// Whether a lost sandbox's text says it ran out of memory. Docker 20.10 records an OOM kill in
+/// the container's state only when the OOM event reaches it before the exit; under gVisor the
+/// host kernel kills the sentry, whose death races that event. The library then reads the
+/// daemon's event log, but should the event come later still, it says killed (137).
 fn oom_said(gvisor: bool, text: &str) -> bool {
     text.ends_with("the container ran out of memory and was killed")
         || gvisor && text.ends_with("the container stopped (exit code 137)")

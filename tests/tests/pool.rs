@@ -271,6 +271,8 @@ async fn a_container_killed_from_outside_is_known_exited_and_recreated() {
         "{:?}",
         again.recreated
     );
+    // Killed, and the daemon's event log says it was not the OOM killer.
+    assert!(!sandbox_exec::docker::oom_logged(pool.docker(), &sb.container_id).await);
     // Its own removal of the dead one is no news to the pool about the new one.
     tokio::time::sleep(Duration::from_millis(300)).await;
     state_becomes(&pool, "erin", SandboxState::Running).await;
@@ -295,9 +297,10 @@ async fn an_oom_killed_sandbox_is_recreated_and_the_oom_reported() {
         .run(&sb.container_id, ExecRequest::new(["bash", "-c", hogs]))
         .await
         .expect("run");
-    // Docker 20.10 records an OOM kill only when the OOM event reaches it before the exit.
-    // Under gVisor the host kernel kills the sentry, whose death races that event: the whole
-    // sandbox is lost and recreated all the same, but it may be reported killed (137).
+    // Docker 20.10 records an OOM kill in the state only when the OOM event reaches it before
+    // the exit. Under gVisor the host kernel kills the sentry, whose death races that event:
+    // the event log is read then, but should the event come later still, the sandbox is
+    // reported killed (137); it is lost and recreated all the same.
     let gvisor = e2e_tests::gvisor().await;
     let lost = match out.termination {
         Termination::SandboxLost {
@@ -310,6 +313,8 @@ async fn an_oom_killed_sandbox_is_recreated_and_the_oom_reported() {
         _ => false,
     };
     assert!(lost, "{out:?}");
+    // The daemon's event log has the OOM kill whatever the container's state says.
+    assert!(sandbox_exec::docker::oom_logged(pool.docker(), &sb.container_id).await);
     pool.invalidate("dave");
     let again = pool.ensure("dave").await.expect("ensure");
     let killed = Recreated::Exited {

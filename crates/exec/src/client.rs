@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
 use crate::capture::{Captured, Frames, StreamKind, diagnostic};
-use crate::docker::{is_not_found, is_unreachable};
+use crate::docker::{is_not_found, is_unreachable, oom_logged};
 use crate::error::{ExecError, KillError, ReportError, error_chain};
 use crate::future::{BoxFuture, maybe};
 use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
@@ -772,7 +772,18 @@ impl ExecClient {
                 None => {}
             }
         }
-        killed
+        // Killed, says its state: the daemon's event log may know it was the OOM killer.
+        match killed {
+            Some(Termination::SandboxLost {
+                reason: LostReason::ContainerStopped { exit_code, .. },
+            }) if oom_logged(&self.docker, container).await => Some(Termination::SandboxLost {
+                reason: LostReason::ContainerStopped {
+                    exit_code,
+                    oom_killed: true,
+                },
+            }),
+            other => other,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
-use sandbox_exec::docker::{is_conflict, is_not_found};
+use sandbox_exec::docker::{is_conflict, is_not_found, oom_logged};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -447,6 +447,16 @@ impl SandboxPool {
                 }
                 Some(reason) => {
                     let id = info.id.clone().unwrap_or_default();
+                    // Killed, says its state: the daemon's event log may know it was the OOM
+                    // killer (its state may not, see `oom_logged`).
+                    let killed = Recreated::Exited {
+                        exit_code: Some(137),
+                    };
+                    let reason = if reason == killed && oom_logged(&self.inner.docker, &id).await {
+                        Recreated::OomKilled
+                    } else {
+                        reason
+                    };
                     // Made with another configuration and busy: another pool process runs
                     // calls in it. They end first; this call waits (within its deadline).
                     if reason == Recreated::ConfigChanged
