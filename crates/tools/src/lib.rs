@@ -1,13 +1,15 @@
 //! The tools a language model calls, split between the sandbox and the host.
 //!
-//! Owns: the [`Executor`] trait, [`DockerExecutor`] and the routing of the seven sandbox tools (`shell`,
-//! `run_python`, `read`, `write`, `edit`, `glob`, `grep`) to the user's container while every
-//! other tool stays with the host executor; the sandbox tools' JSON schemas ([`schema`]); the
-//! argument checks done on the host before anything reaches a container ([`args`]); the text
-//! the model sees for every result and error ([`format`](mod@format)); and the disk-quota gate
-//! in front of `write` and `edit` ([`quota`]); and the sandbox's one configuration file
-//! ([`FileConfig`]), which holds the pool's and the image's sections beside its own; and the
-//! calls' [`metrics`].
+//! Owns: the [`Executor`] trait, [`DockerExecutor`] and the routing of the seven sandbox tools
+//! (`shell`, `run_python`, `read`, `write`, `edit`, `glob`, `grep`) to the user's container
+//! while every other tool stays with the host executor; the sandbox tools' JSON schemas
+//! ([`schema`]); the argument checks done on the host before anything reaches a container
+//! ([`args`]); the text the model sees for every result and error ([`format`](mod@format)); the
+//! disk-quota gate in front of `write` and `edit` ([`quota`]); the sandbox's one configuration
+//! file ([`FileConfig`]), which holds the pool's and the image's sections beside its own; the
+//! calls' [`metrics`]; and what a call tells the service beside the model's text ([`ToolMeta`]:
+//! how it ended, typed, and a [`ToolError`] keeping the pool's or the exec's own error when it
+//! failed before its command ran).
 //!
 //! Must not: talk to bollard or the Docker daemon directly, or create, track or remove
 //! containers. Running a command is `sandbox-exec`'s job and the container lifecycle is
