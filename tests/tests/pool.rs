@@ -264,6 +264,8 @@ async fn a_container_killed_from_outside_is_known_exited_and_recreated() {
         .await
         .expect("kill");
     state_becomes(&pool, "erin", SandboxState::Exited).await;
+    // Killed, and the daemon's event log says it was not the OOM killer.
+    assert!(!oom_logged_at_end(&pool, &sb.container_id).await);
     let again = pool.ensure("erin").await.expect("ensure");
     assert_ne!(again.container_id, sb.container_id);
     assert!(
@@ -271,8 +273,6 @@ async fn a_container_killed_from_outside_is_known_exited_and_recreated() {
         "{:?}",
         again.recreated
     );
-    // Killed, and the daemon's event log says it was not the OOM killer.
-    assert!(!sandbox_exec::docker::oom_logged(pool.docker(), &sb.container_id).await);
     // Its own removal of the dead one is no news to the pool about the new one.
     tokio::time::sleep(Duration::from_millis(300)).await;
     state_becomes(&pool, "erin", SandboxState::Running).await;
@@ -299,8 +299,8 @@ async fn an_oom_killed_sandbox_is_recreated_and_the_oom_reported() {
         .expect("run");
     // Docker 20.10 records an OOM kill in the state only when the OOM event reaches it before
     // the exit. Under gVisor the host kernel kills the sentry, whose death races that event:
-    // the event log is read then, but should the event come later still, the sandbox is
-    // reported killed (137); it is lost and recreated all the same.
+    // the call reads the event log then, but should the event come later still, it says
+    // killed (137); the sandbox is lost all the same.
     let gvisor = e2e_tests::gvisor().await;
     let lost = match out.termination {
         Termination::SandboxLost {
@@ -313,20 +313,29 @@ async fn an_oom_killed_sandbox_is_recreated_and_the_oom_reported() {
         _ => false,
     };
     assert!(lost, "{out:?}");
-    // The daemon's event log has the OOM kill whatever the container's state says.
-    assert!(sandbox_exec::docker::oom_logged(pool.docker(), &sb.container_id).await);
+    // The daemon's event log has the OOM kill at the container's end, whatever its state
+    // says; and so the pool says why it made a new one.
+    assert!(oom_logged_at_end(&pool, &sb.container_id).await);
     pool.invalidate("dave");
     let again = pool.ensure("dave").await.expect("ensure");
-    let killed = Recreated::Exited {
-        exit_code: Some(137),
-    };
-    assert!(
-        again.recreated == Some(Recreated::OomKilled)
-            || (gvisor && again.recreated == Some(killed)),
-        "{:?}",
-        again.recreated
-    );
+    assert_eq!(again.recreated, Some(Recreated::OomKilled));
     assert_ne!(again.container_id, sb.container_id);
+}
+
+/// Whether the daemon's event log has an OOM kill at the end of the stopped container `id`.
+async fn oom_logged_at_end(pool: &TestPool, id: &str) -> bool {
+    let info = pool
+        .docker()
+        .inspect_container(id, None)
+        .await
+        .expect("inspect");
+    let finished = info
+        .state
+        .and_then(|s| s.finished_at)
+        .as_deref()
+        .and_then(sandbox_exec::docker::parse_rfc3339)
+        .expect("it finished");
+    sandbox_exec::docker::oom_logged(pool.docker(), id, finished).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
 use crate::capture::{Captured, Frames, StreamKind, diagnostic};
-use crate::docker::{is_not_found, is_unreachable, oom_logged};
+use crate::docker::{is_not_found, is_unreachable, oom_logged, parse_rfc3339};
 use crate::error::{ExecError, KillError, ReportError, error_chain};
 use crate::future::{BoxFuture, maybe};
 use crate::outcome::{KillSummary, LostReason, Outcome, Termination};
@@ -498,7 +498,7 @@ impl ExecClient {
             drain_ms: millis(self.options.drain),
             deadline_ms: Some(millis(left + self.options.backstop_slack)),
             grace_ms: millis(self.options.kill_grace),
-            start_by_unix_ms: std::time::SystemTime::now()
+            start_by_unix_ms: SystemTime::now()
                 .checked_add(left)
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(millis),
@@ -567,7 +567,7 @@ impl ExecClient {
                 "killed the call"
             );
         } else {
-            warn!(exec_id, report = ?summary.report, error = ?summary.error, "the kill left processes or failed");
+            warn!(exec_id, report = ?summary.report, error = summary.error.as_ref().map(ToString::to_string), "the kill left processes or failed");
         }
         summary
     }
@@ -712,24 +712,27 @@ impl ExecClient {
     }
 
     /// Resolves when the container is found gone or stopped, looked at every [`WATCH_EVERY`].
-    /// A stop seen this way settles like any other (the daemon may learn of an OOM kill
-    /// after the exit: under gVisor it often does).
+    /// A stop seen this way settles like any other.
     async fn watch_container(&self, container: &str) -> Termination {
         loop {
             tokio::time::sleep(WATCH_EVERY).await;
-            if let Some(lost) = self.container_state(container).await {
+            if let Some((lost, _)) = self.container_state(container).await {
                 return self.container_lost(container).await.unwrap_or(lost);
             }
         }
     }
 
-    /// `Some(SandboxLost)` when the container is gone, stopped or unreachable.
-    async fn container_state(&self, container: &str) -> Option<Termination> {
+    /// `Some(SandboxLost)` when the container is gone, stopped or unreachable, with when it
+    /// stopped by the daemon's clock, when the daemon says.
+    async fn container_state(&self, container: &str) -> Option<(Termination, Option<SystemTime>)> {
         match self.docker.inspect_container(container, None).await {
-            Err(e) if is_not_found(&e) => Some(Termination::SandboxLost {
-                reason: LostReason::ContainerRemoved,
-            }),
-            Err(e) if is_unreachable(&e) => Some(lost_daemon(&e)),
+            Err(e) if is_not_found(&e) => Some((
+                Termination::SandboxLost {
+                    reason: LostReason::ContainerRemoved,
+                },
+                None,
+            )),
+            Err(e) if is_unreachable(&e) => Some((lost_daemon(&e), None)),
             Err(e) => {
                 warn!(error = %e, "inspecting the container failed");
                 None
@@ -744,7 +747,9 @@ impl ExecClient {
                         oom_killed: state.oom_killed.unwrap_or(false),
                     }
                 };
-                (state.running != Some(true)).then_some(Termination::SandboxLost { reason })
+                let finished = state.finished_at.as_deref().and_then(parse_rfc3339);
+                (state.running != Some(true))
+                    .then_some((Termination::SandboxLost { reason }, finished))
             }
         }
     }
@@ -752,13 +757,14 @@ impl ExecClient {
     /// Like [`Self::container_state`], but gives the daemon a moment to notice a container
     /// that is dying right now (its processes die before its state changes).
     /// A container seen killed (137, not by the OOM killer) may be a force removal on its way:
-    /// it is looked at again until the checks run out, and reported removed if it goes.
+    /// it is looked at again until the checks run out, and reported removed if it goes; if it
+    /// stays, the daemon's event log is asked whether the OOM killer did it.
     pub(crate) async fn container_lost(&self, container: &str) -> Option<Termination> {
         let mut killed = None;
         for ms in CONTAINER_SETTLE_MS {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             match self.container_state(container).await {
-                Some(
+                Some((
                     lost @ Termination::SandboxLost {
                         reason:
                             LostReason::ContainerStopped {
@@ -766,23 +772,28 @@ impl ExecClient {
                                 oom_killed: false,
                             },
                     },
-                ) => killed = Some(lost),
-                Some(lost) => return Some(lost),
+                    finished,
+                )) => killed = Some((lost, finished)),
+                Some((lost, _)) => return Some(lost),
                 None if killed.is_some() => break,
                 None => {}
             }
         }
-        // Killed, says its state: the daemon's event log may know it was the OOM killer.
         match killed {
-            Some(Termination::SandboxLost {
-                reason: LostReason::ContainerStopped { exit_code, .. },
-            }) if oom_logged(&self.docker, container).await => Some(Termination::SandboxLost {
-                reason: LostReason::ContainerStopped {
-                    exit_code,
-                    oom_killed: true,
+            Some((
+                Termination::SandboxLost {
+                    reason: LostReason::ContainerStopped { exit_code, .. },
                 },
-            }),
-            other => other,
+                Some(finished),
+            )) if oom_logged(&self.docker, container, finished).await => {
+                Some(Termination::SandboxLost {
+                    reason: LostReason::ContainerStopped {
+                        exit_code,
+                        oom_killed: true,
+                    },
+                })
+            }
+            other => other.map(|(lost, _)| lost),
         }
     }
 }

@@ -8,10 +8,11 @@ use bollard::errors::Error as DockerError;
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt;
 
-/// How far back [`oom_logged`] looks: a sandbox's death is asked about right after it.
-const OOM_LOOKBACK: Duration = Duration::from_secs(600);
-/// Bound on reading the daemon's event log for [`oom_logged`].
-const OOM_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long before a container's end an OOM event of it is looked for in the daemon's log.
+const OOM_BEFORE: Duration = Duration::from_secs(5);
+/// How long after a container's end an OOM event of it may still come (the daemon waits for
+/// the end of this window before it answers a question about it).
+const OOM_AFTER: Duration = Duration::from_secs(2);
 
 /// The HTTP status of a daemon error answer, if it was one.
 pub fn status_code(err: &DockerError) -> Option<u16> {
@@ -45,12 +46,26 @@ pub fn is_unreachable(err: &DockerError) -> bool {
     )
 }
 
-/// Whether the daemon logged an OOM kill of `container` (id or name) in the last ten minutes.
-/// Docker 20.10 sets a container's `OOMKilled` only when the OOM event reaches it before the
-/// exit; under gVisor, whose own process the host's OOM killer ends, it often comes after. The
-/// event log has it either way. In doubt (no answer in time), no.
-pub async fn oom_logged(docker: &Docker, container: &str) -> bool {
-    let now = SystemTime::now();
+/// Docker's timestamps (RFC 3339 with nanoseconds; the fraction is dropped).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text.split('.').next()?).ok()
+}
+
+/// Whether an OOM kill the daemon reported at `oom_at` is what ended a container that ended at
+/// `finished` (both by the daemon's clock): the daemon reports every OOM kill in a container
+/// as the container's, a process's that the container outlived too, so only one near the end
+/// counts.
+pub fn oom_near_end(oom_at: SystemTime, finished: SystemTime) -> bool {
+    oom_at + OOM_BEFORE >= finished && oom_at <= finished + OOM_AFTER
+}
+
+/// Whether the daemon logged an OOM kill of `container` (its id) around `finished`, when the
+/// container ended by the daemon's own clock (its state's `FinishedAt`). Docker 20.10 sets a
+/// container's `OOMKilled` only when the OOM event reaches it before the exit; under gVisor,
+/// whose own process the host's OOM killer ends, it may come after. The daemon's log has it
+/// either way while the event is among its last 256. Asked within [`OOM_AFTER`] of the end,
+/// the answer waits for the rest of it; in doubt (no answer), no.
+pub async fn oom_logged(docker: &Docker, container: &str, finished: SystemTime) -> bool {
     let secs = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -62,10 +77,9 @@ pub async fn oom_logged(docker: &Docker, container: &str) -> bool {
         ("container".to_owned(), vec![container.to_owned()]),
         ("event".to_owned(), vec!["oom".to_owned()]),
     ]);
-    // `until` counts whole seconds: one more takes in an event of this second.
     let options = EventsOptionsBuilder::new()
-        .since(&secs(now - OOM_LOOKBACK))
-        .until(&secs(now + Duration::from_secs(1)))
+        .since(&secs(finished - OOM_BEFORE))
+        .until(&secs(finished + OOM_AFTER))
         .filters(&filters)
         .build();
     let read = async {
@@ -77,7 +91,7 @@ pub async fn oom_logged(docker: &Docker, container: &str) -> bool {
         }
         false
     };
-    tokio::time::timeout(OOM_QUERY_TIMEOUT, read)
+    tokio::time::timeout(OOM_AFTER + Duration::from_secs(1), read)
         .await
         .unwrap_or(false)
 }

@@ -300,4 +300,64 @@ mod tests {
         ));
         assert!(ExecError::classify("create exec", "c1", answer(409), other).is_sandbox_gone());
     }
+
+    #[test]
+    fn kill_and_report_errors_say_what_they_said_as_strings() {
+        let said = [
+            (
+                KillError::StartTimedOut,
+                "the daemon did not start the kill exec in time",
+            ),
+            (KillError::TimedOut, "the kill exec did not finish in time"),
+            (
+                KillError::Start("no such container".into()),
+                "the kill exec: no such container",
+            ),
+            (
+                KillError::Report(ReportError::Read {
+                    what: "the kill exec",
+                    error: "broken pipe".into(),
+                }),
+                "reading the kill exec: broken pipe",
+            ),
+            (
+                KillError::Report(ReportError::Malformed {
+                    what: "the kill exec",
+                    reason: "no rounds".into(),
+                }),
+                "the kill exec's report is malformed: no rounds",
+            ),
+            (
+                KillError::Report(ReportError::UnexpectedFrame {
+                    what: "the kill exec",
+                    kind: 16,
+                }),
+                "the kill exec sent a frame of kind 16",
+            ),
+            (
+                KillError::Report(ReportError::TooLong {
+                    what: "the kill exec",
+                    limit: 10,
+                }),
+                "the kill exec sent over 10 bytes",
+            ),
+            (
+                KillError::Report(ReportError::NotAFrame {
+                    what: "the kill exec",
+                    reason: "bad header".into(),
+                }),
+                "the kill exec's output is not a frame: bad header",
+            ),
+            (
+                KillError::Report(ReportError::NoReport {
+                    what: "the runner's ps",
+                    said: "oops".into(),
+                }),
+                "the runner's ps gave no report: oops",
+            ),
+        ];
+        for (error, text) in said {
+            assert_eq!(error.to_string(), text);
+        }
+    }
 }

@@ -146,7 +146,7 @@ pub enum PoolError {
         source: DockerError,
     },
     /// Starting a user's new container failed; `cleanup` says whether removing it failed too.
-    #[error("starting container {container} of user {user}{}", cleanup.as_deref().map(|c| format!(" (and removing it failed too: {})", sandbox_exec::error_chain(c))).unwrap_or_default())]
+    #[error("starting container {container} of user {user}{}", cleanup.as_ref().map(|c| format!(" (and removing it failed too: {c})")).unwrap_or_default())]
     StartContainer {
         /// The user.
         user: String,
@@ -156,7 +156,7 @@ pub enum PoolError {
         #[source]
         source: Box<DockerError>,
         /// Why removing it afterwards failed too, if it did (the start's error stays the
-        /// source; this one is said in the message).
+        /// source; this one's first line is said in the message, its causes are its own).
         cleanup: Option<Box<PoolError>>,
     },
     /// Removing a container failed (other than "already gone").
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "starting container c1 of user u (and removing it failed too: removing container c1 \
-             of user u: Docker responded with status code 500: device busy)"
+             of user u)"
         );
         let source = std::error::Error::source(&err).expect("the start's error");
         assert!(source.to_string().contains("no such runtime"), "{source}");

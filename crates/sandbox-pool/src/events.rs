@@ -1,8 +1,9 @@
 //! The daemon's events about this pool's containers: a sandbox that died or was removed is
-//! known gone at once, instead of from the next call that fails in it.
+//! known gone at once, instead of from the next call that fails in it, and one the OOM killer
+//! struck is known so even when the daemon learnt it after the death.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::EventMessage;
@@ -44,10 +45,27 @@ impl Gone {
     }
 }
 
+/// What the daemon said of one of the pool's containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum News {
+    /// It is gone.
+    Gone(Gone),
+    /// The OOM killer ended a process of it, at this time by the daemon's clock: the whole
+    /// container when it was its init or gVisor's own process, which Docker 20.10 may learn
+    /// after the container's death, too late for the container's state.
+    OomKilled {
+        /// When.
+        at: Option<SystemTime>,
+    },
+}
+
 /// Where the watcher reports.
 pub(crate) trait Listener: Send + Sync {
     /// `user`'s container `container_id` is gone. Returns false once the pool is gone.
     fn gone(&self, user: &str, container_id: &str, how: Gone) -> bool;
+    /// The OOM killer struck in `user`'s container `container_id` at `at`. Returns false once
+    /// the pool is gone.
+    fn oom_killed(&self, user: &str, container_id: &str, at: Option<SystemTime>) -> bool;
     /// The stream was down and events may have been missed: trust nothing remembered.
     fn resync(&self) -> bool;
 }
@@ -62,7 +80,10 @@ pub(crate) async fn watch(
 ) {
     let filters = HashMap::from([
         ("type", vec!["container".to_owned()]),
-        ("event", vec!["die".to_owned(), "destroy".to_owned()]),
+        (
+            "event",
+            vec!["die".to_owned(), "destroy".to_owned(), "oom".to_owned()],
+        ),
         ("label", vec![format!("{POOL}={pool}")]),
     ]);
     let mut first = true;
@@ -80,9 +101,14 @@ pub(crate) async fn watch(
             };
             match event {
                 Some(Ok(event)) => {
-                    if let Some((user, id, how)) = parse(&event)
-                        && !listener.gone(&user, &id, how)
-                    {
+                    let heard = match parse(&event) {
+                        Some((user, id, News::Gone(how))) => listener.gone(&user, &id, how),
+                        Some((user, id, News::OomKilled { at })) => {
+                            listener.oom_killed(&user, &id, at)
+                        }
+                        None => true,
+                    };
+                    if !heard {
                         return;
                     }
                 }
@@ -103,11 +129,17 @@ pub(crate) async fn watch(
     }
 }
 
-/// The user, container and what happened, for a die or destroy of one of our containers.
-fn parse(event: &EventMessage) -> Option<(String, String, Gone)> {
+/// The user, container and what happened, for a die, destroy or oom of one of our containers.
+fn parse(event: &EventMessage) -> Option<(String, String, News)> {
     let how = match event.action.as_deref()? {
-        "die" => Gone::Died,
-        "destroy" => Gone::Removed,
+        "die" => News::Gone(Gone::Died),
+        "destroy" => News::Gone(Gone::Removed),
+        "oom" => News::OomKilled {
+            at: event
+                .time_nano
+                .and_then(|n| u64::try_from(n).ok())
+                .map(|n| UNIX_EPOCH + Duration::from_nanos(n)),
+        },
         _ => return None,
     };
     let actor = event.actor.as_ref()?;
@@ -141,14 +173,30 @@ mod tests {
         let labels = [(USER, "alice"), (POOL, "p")];
         assert_eq!(
             parse(&event("die", &labels)),
-            Some(("alice".to_owned(), "c1".to_owned(), Gone::Died))
+            Some(("alice".to_owned(), "c1".to_owned(), News::Gone(Gone::Died)))
         );
         assert_eq!(
             parse(&event("destroy", &labels)),
-            Some(("alice".to_owned(), "c1".to_owned(), Gone::Removed))
+            Some((
+                "alice".to_owned(),
+                "c1".to_owned(),
+                News::Gone(Gone::Removed)
+            ))
         );
-        // An exec's OOM comes as the container's `oom`: it says nothing of the container.
-        assert_eq!(parse(&event("oom", &labels)), None);
+        // Any OOM kill in the container comes as the container's `oom`, with its time: only
+        // one near the container's end says the container died of it.
+        let mut oom = event("oom", &labels);
+        oom.time_nano = Some(1_700_000_000_500_000_000);
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        assert_eq!(
+            parse(&oom),
+            Some((
+                "alice".to_owned(),
+                "c1".to_owned(),
+                News::OomKilled { at: Some(at) }
+            ))
+        );
+        assert_eq!(parse(&event("start", &labels)), None);
         assert_eq!(parse(&event("die", &[(POOL, "p")])), None, "no user label");
     }
 }

@@ -13,6 +13,8 @@ use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{EventsOptionsBuilder, StatsOptionsBuilder};
 use futures_util::StreamExt;
 
+use sandbox_exec::docker::parse_rfc3339;
+
 use crate::PoolError;
 use crate::channel::ChannelInfo;
 use crate::containers::{calls_running, list_containers};
@@ -257,11 +259,6 @@ async fn last_calls(docker: &Docker, pool: &str) -> HashMap<String, SystemTime> 
         *entry = (*entry).max(at);
     }
     last
-}
-
-/// Docker's timestamps (RFC 3339 with nanoseconds; the fraction is dropped).
-pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(text.split('.').next()?).ok()
 }
 
 #[cfg(test)]

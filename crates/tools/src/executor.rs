@@ -93,7 +93,7 @@ impl CallContext {
 }
 
 /// A tool's answer: what the model reads, its exit code, and typed facts about the call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToolResult {
     /// The text for the model.
     pub content: String,
@@ -115,8 +115,9 @@ pub struct ToolMeta {
     pub truncated: bool,
     /// The sandbox went away during the call.
     pub sandbox_lost: bool,
-    /// How the call's command ended, when it was started in the sandbox (`None` for a host
-    /// tool, arguments refused on the host, or a failure before the command could run).
+    /// How the call ended: the command's exit or signal, a timeout or cancel (also while it
+    /// waited for its sandbox), or its sandbox lost. `None` for a host tool, arguments refused
+    /// on the host, or a failure before the command could run ([`ToolMeta::error`]).
     pub termination: Option<Termination>,
     /// Why the call failed before its command could run, typed: the pool's or the exec's own
     /// error (a full pool, a daemon that does not answer, ...).
@@ -127,6 +128,22 @@ pub struct ToolMeta {
     pub kill: Option<sandbox_exec::KillSummary>,
     /// From the start of the call to its result.
     pub duration: Duration,
+}
+
+/// Equal when every fact is; errors (which are not `PartialEq`) by what they say.
+impl PartialEq for ToolMeta {
+    fn eq(&self, other: &Self) -> bool {
+        let said = |e: &Option<Arc<ToolError>>| e.as_deref().map(|e| sandbox_exec::error_chain(e));
+        self.timed_out == other.timed_out
+            && self.cancelled == other.cancelled
+            && self.truncated == other.truncated
+            && self.sandbox_lost == other.sandbox_lost
+            && self.termination == other.termination
+            && said(&self.error) == said(&other.error)
+            && self.recreated == other.recreated
+            && self.kill == other.kill
+            && self.duration == other.duration
+    }
 }
 
 impl ToolResult {

@@ -227,6 +227,24 @@ impl events::Listener for Events {
         true
     }
 
+    fn oom_killed(&self, user: &str, container_id: &str, at: Option<SystemTime>) -> bool {
+        let Some(inner) = self.0.upgrade() else {
+            return false;
+        };
+        let pool = SandboxPool { inner };
+        if let Some(e) = pool.state().sandboxes.get_mut(user)
+            && e.container_id == container_id
+        {
+            debug!(
+                user,
+                container = container_id,
+                "the daemon says the OOM killer struck in the sandbox"
+            );
+            e.oom_at = at;
+        }
+        true
+    }
+
     fn resync(&self) -> bool {
         let Some(inner) = self.0.upgrade() else {
             return false;

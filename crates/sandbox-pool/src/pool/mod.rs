@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
-use sandbox_exec::docker::{is_conflict, is_not_found, oom_logged};
+use sandbox_exec::docker::{is_conflict, is_not_found, oom_logged, oom_near_end, parse_rfc3339};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -50,6 +50,8 @@ struct Entry {
     recycled: bool,
     /// The daemon said its container died or was removed (an event): not to be trusted again.
     gone: Option<Gone>,
+    /// When the daemon last said the OOM killer struck in it (an event; by its clock).
+    oom_at: Option<SystemTime>,
     /// Its channel, opened on demand.
     channel: Arc<ChannelSlot>,
 }
@@ -71,6 +73,7 @@ impl Entry {
             seen_healthy: Some(Instant::now()),
             recycled: false,
             gone: None,
+            oom_at: None,
             channel: Arc::default(),
         }
     }
@@ -119,6 +122,11 @@ impl std::fmt::Debug for SandboxPool {
             .finish()
     }
 }
+
+/// A container's end by SIGKILL, as its state gives it.
+const KILLED: Recreated = Recreated::Exited {
+    exit_code: Some(137),
+};
 
 /// The engine name of a pool made on one Docker client.
 pub const LOCAL_ENGINE: &str = "local";
@@ -447,12 +455,7 @@ impl SandboxPool {
                 }
                 Some(reason) => {
                     let id = info.id.clone().unwrap_or_default();
-                    // Killed, says its state: the daemon's event log may know it was the OOM
-                    // killer (its state may not, see `oom_logged`).
-                    let killed = Recreated::Exited {
-                        exit_code: Some(137),
-                    };
-                    let reason = if reason == killed && oom_logged(&self.inner.docker, &id).await {
+                    let reason = if reason == KILLED && self.oom_ended(user, &id, &info).await {
                         Recreated::OomKilled
                     } else {
                         reason
@@ -481,6 +484,31 @@ impl SandboxPool {
             }
         }
         self.create(user_id, &name, recreated).await
+    }
+
+    /// Whether the OOM killer ended container `id` of `user`, which its state says was killed
+    /// (137): Docker 20.10 records an OOM kill in the state only when it learns of it before
+    /// the container's death. Else the pool's event watcher heard it, or the daemon's event
+    /// log still has it, near the container's end.
+    async fn oom_ended(&self, user: &str, id: &str, info: &ContainerInspectResponse) -> bool {
+        let finished = info
+            .state
+            .as_ref()
+            .and_then(|s| s.finished_at.as_deref())
+            .and_then(parse_rfc3339);
+        let Some(finished) = finished else {
+            return false;
+        };
+        let heard = self
+            .state()
+            .sandboxes
+            .get(user)
+            .filter(|e| e.container_id == id)
+            .and_then(|e| e.oom_at);
+        match heard {
+            Some(at) if oom_near_end(at, finished) => true,
+            _ => oom_logged(&self.inner.docker, id, finished).await,
+        }
     }
 
     /// `None`: adopt this running container as it is. `Some(reason)`: replace it.
@@ -704,5 +732,5 @@ impl SandboxPool {
 }
 
 fn parse_time(text: Option<&str>) -> Option<SystemTime> {
-    crate::view::parse_rfc3339(text?)
+    parse_rfc3339(text?)
 }
