@@ -63,7 +63,7 @@ pub fn oom_near_end(oom_at: SystemTime, finished: SystemTime) -> bool {
 /// container ended by the daemon's own clock (its state's `FinishedAt`). Docker 20.10 sets a
 /// container's `OOMKilled` only when the OOM event reaches it before the exit; under gVisor,
 /// whose own process the host's OOM killer ends, it may come after. The daemon's log has it
-/// either way while the event is among its last 256. Asked within [`OOM_AFTER`] of the end,
+/// either way while the event is among its last 256. Asked within 2 s of the end,
 /// the answer waits for the rest of it; in doubt (no answer), no.
 pub async fn oom_logged(docker: &Docker, container: &str, finished: SystemTime) -> bool {
     let secs = |t: SystemTime| {
