@@ -49,10 +49,10 @@ impl From<sandbox_tools::ToolResult> for PyToolResult {
         Self {
             content: r.content,
             exit_code: r.exit_code,
-            timed_out: r.meta.timed_out,
-            cancelled: r.meta.cancelled,
+            timed_out: r.meta.timed_out(),
+            cancelled: r.meta.cancelled(),
             truncated: r.meta.truncated,
-            sandbox_lost: r.meta.sandbox_lost,
+            sandbox_lost: r.meta.sandbox_lost(),
             // The variant as Rust writes it (`OomKilled`, `Exited { exit_code: Some(137) }`),
             // as this attribute has always read.
             recreated: r.meta.recreated.map(|why| format!("{why:?}")),

@@ -57,7 +57,7 @@ e2e_tests::on_both_transports! {
             r.content,
             "[Error executing shell via docker] sandbox lost: the container was removed"
         );
-        assert!(r.meta.sandbox_lost);
+        assert!(r.meta.sandbox_lost());
         assert_next_call_works(&t).await;
     }
 }

@@ -342,7 +342,7 @@ e2e_tests::on_both_transports! {
             "{r:?}"
         );
         assert!(r.content.contains("begun"), "partial output kept: {r:?}");
-        assert!(r.meta.timed_out);
+        assert!(r.meta.timed_out());
         assert!(
             r.meta.kill.as_ref().is_some_and(|k| k.nothing_left()),
             "{r:?}"
@@ -363,7 +363,7 @@ e2e_tests::on_both_transports! {
             (r.content.as_str(), r.exit_code),
             ("[Error] command cancelled by user", 130)
         );
-        assert!(r.meta.cancelled);
+        assert!(r.meta.cancelled());
         let r = t
             .call(
                 "shell",

@@ -497,10 +497,7 @@ fn finish(
         content,
         exit_code,
         meta: ToolMeta {
-            timed_out: outcome.termination == Termination::TimedOut,
-            cancelled: outcome.termination == Termination::Cancelled,
             truncated: outcome.stdout.is_truncated() || outcome.stderr.is_truncated(),
-            sandbox_lost: matches!(outcome.termination, Termination::SandboxLost { .. }),
             termination: Some(outcome.termination.clone()),
             error: None,
             recreated,

@@ -107,14 +107,8 @@ pub struct ToolResult {
 /// Facts about a call that the text only says in words.
 #[derive(Debug, Clone, Default)]
 pub struct ToolMeta {
-    /// The deadline passed and the call was killed.
-    pub timed_out: bool,
-    /// The call was cancelled and killed.
-    pub cancelled: bool,
     /// Some output was dropped by the caps.
     pub truncated: bool,
-    /// The sandbox went away during the call.
-    pub sandbox_lost: bool,
     /// How the call ended: the command's exit or signal, a timeout or cancel (also while it
     /// waited for its sandbox), or its sandbox lost. `None` for a host tool, arguments refused
     /// on the host, or a failure before the command could run ([`ToolMeta::error`]).
@@ -134,15 +128,29 @@ pub struct ToolMeta {
 impl PartialEq for ToolMeta {
     fn eq(&self, other: &Self) -> bool {
         let said = |e: &Option<Arc<ToolError>>| e.as_deref().map(|e| sandbox_exec::error_chain(e));
-        self.timed_out == other.timed_out
-            && self.cancelled == other.cancelled
-            && self.truncated == other.truncated
-            && self.sandbox_lost == other.sandbox_lost
+        self.truncated == other.truncated
             && self.termination == other.termination
             && said(&self.error) == said(&other.error)
             && self.recreated == other.recreated
             && self.kill == other.kill
             && self.duration == other.duration
+    }
+}
+
+impl ToolMeta {
+    /// The deadline passed (the call was killed, or never started).
+    pub fn timed_out(&self) -> bool {
+        self.termination == Some(Termination::TimedOut)
+    }
+
+    /// The call was cancelled (and killed, or never started).
+    pub fn cancelled(&self) -> bool {
+        self.termination == Some(Termination::Cancelled)
+    }
+
+    /// The sandbox went away during the call.
+    pub fn sandbox_lost(&self) -> bool {
+        matches!(self.termination, Some(Termination::SandboxLost { .. }))
     }
 }
 

@@ -18,11 +18,11 @@ pub const QUOTA_REFUSALS: &str = "sandbox_tool_quota_refusals_total";
 /// The `outcome` label of a result.
 fn outcome(result: &ToolResult) -> &'static str {
     let meta = &result.meta;
-    if meta.timed_out {
+    if meta.timed_out() {
         "timed_out"
-    } else if meta.cancelled {
+    } else if meta.cancelled() {
         "cancelled"
-    } else if meta.sandbox_lost {
+    } else if meta.sandbox_lost() {
         "lost"
     } else if result.exit_code == 0 {
         "ok"
@@ -50,6 +50,7 @@ pub(crate) fn quota_refused(tool: Tool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sandbox_exec::Termination;
 
     #[test]
     fn outcomes_follow_the_facts_before_the_exit_code() {
@@ -58,13 +59,15 @@ mod tests {
         r.exit_code = 3;
         assert_eq!(outcome(&r), "failed");
         r.exit_code = 124;
-        r.meta.timed_out = true;
+        r.meta.termination = Some(Termination::TimedOut);
         assert_eq!(outcome(&r), "timed_out");
         let mut r = ToolResult::new("x", 130);
-        r.meta.cancelled = true;
+        r.meta.termination = Some(Termination::Cancelled);
         assert_eq!(outcome(&r), "cancelled");
         let mut r = ToolResult::new("x", 1);
-        r.meta.sandbox_lost = true;
+        r.meta.termination = Some(Termination::SandboxLost {
+            reason: sandbox_exec::LostReason::ChannelLost,
+        });
         assert_eq!(outcome(&r), "lost");
     }
 }
