@@ -19,7 +19,7 @@ use sandbox_tools::{
 use serde_json::Value;
 
 use crate::sandbox::{RUNNER_MOUNT, WORKSPACE};
-use crate::stats::{Series, Who, order};
+use crate::stats::{ORDER, Series, Who};
 
 /// Label on every container the bench makes.
 pub const BENCH_LABEL: &str = "zcbot.bench";
@@ -232,8 +232,34 @@ pub async fn run_on(
 /// The pause before each sample (see [`interleave`]).
 const SETTLE: Duration = Duration::from_millis(25);
 
+/// Runs `one(i, round)` for each of `n` contenders, round after round, the order rotating each
+/// round (round `r` starts with contender `r % n`), each call after a short pause. The error
+/// of a call names `name`, the contender (by `label`) and the round. Progress goes to stderr.
+pub async fn rotate(
+    name: &str,
+    n: usize,
+    total: usize,
+    label: impl Fn(usize) -> String,
+    mut one: impl AsyncFnMut(usize, usize) -> Result<()>,
+) -> Result<()> {
+    let started = Instant::now();
+    for round in 0..total {
+        for k in 0..n {
+            let i = (k + round) % n;
+            // The daemon tears an exec down after its client has the result: let that settle
+            // so it lands in nobody's time (on 2 cores it would in the next contender's).
+            tokio::time::sleep(SETTLE).await;
+            one(i, round)
+                .await
+                .with_context(|| format!("{name}: {} in round {}", label(i), round + 1))?;
+        }
+        progress(name, round + 1, total, started);
+    }
+    Ok(())
+}
+
 /// Runs `one` for every contender, round after round (in [`order`]), each after a short
-/// pause, recording all but the warm-up rounds. Progress goes to stderr.
+/// pause, recording all but the warm-up rounds.
 pub async fn interleave(
     name: &str,
     rounds: Rounds,
@@ -241,23 +267,35 @@ pub async fn interleave(
 ) -> Result<Series> {
     let mut series = Series::default();
     let total = rounds.warmup + rounds.samples;
-    let started = Instant::now();
-    for round in 0..total {
-        let recorded = round >= rounds.warmup;
-        for who in order(round) {
-            // The daemon tears an exec down after its client has the result: let that settle
-            // so it lands in nobody's time (on 2 cores it would in the next contender's).
-            tokio::time::sleep(SETTLE).await;
-            let value = one(who, recorded)
-                .await
-                .with_context(|| format!("{name}: {} in round {}", who.name(), round + 1))?;
+    rotate(
+        name,
+        ORDER.len(),
+        total,
+        |i| ORDER[i].name().to_owned(),
+        async |i, round| {
+            let (who, recorded) = (ORDER[i], round >= rounds.warmup);
+            let value = one(who, recorded).await?;
             if recorded {
                 series.push(who, value);
             }
-        }
-        progress(name, round + 1, total, started);
-    }
+            Ok(())
+        },
+    )
+    .await?;
     Ok(series)
+}
+
+/// Writes `text` as `name` into the user root `root` on the host, owned by the sandbox uid
+/// `uid` (set-up, not timed).
+pub fn put_file(root: &Path, uid: u32, name: &str, text: &str) -> Result<()> {
+    let path = root.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let (id, gid) = (
+        rustix::process::Uid::from_raw(uid),
+        rustix::process::Gid::from_raw(uid),
+    );
+    rustix::fs::chown(&path, Some(id), Some(gid)).context("chown the bench file")?;
+    Ok(())
 }
 
 /// One progress line on stderr.

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use sandbox_exec::{ExecClient, ExecRequest};
@@ -14,7 +14,7 @@ use sandbox_tools::{CallContext, DockerExecutor, Executor, Transport};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::bench::{Bench, labels, ms_since, progress, run_on, tools_over};
+use crate::bench::{Bench, labels, ms_since, put_file, rotate, run_on, tools_over};
 use crate::stats::{Who, median, p95, round3};
 
 /// The runtime gVisor is registered as (by `scripts/docker-up.sh`).
@@ -22,8 +22,6 @@ pub const RUNTIME: &str = "runsc";
 
 /// The file `read_10k` reads.
 const READ_FILE: &str = "gvisor-10k.txt";
-/// The pause before each sample, as in [`crate::bench::interleave`].
-const SETTLE: Duration = Duration::from_millis(25);
 
 /// The four contenders: each runtime over each transport.
 const CONTENDERS: [(Runtime, Transport); 4] = [
@@ -86,20 +84,6 @@ impl Side {
         );
         Ok(())
     }
-
-    /// Writes `text` into the user's root, owned by the sandbox uid (set-up, not timed).
-    fn put_file(&self, name: &str, text: &str) -> Result<()> {
-        let path = self.pool.user_root(&self.user).join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        let uid = self.pool.sandbox_uid();
-        rustix::fs::chown(
-            &path,
-            Some(rustix::process::Uid::from_raw(uid)),
-            Some(rustix::process::Gid::from_raw(uid)),
-        )
-        .context("chown the bench file")?;
-        Ok(())
-    }
 }
 
 /// Runs the workloads on the bench's own (runc) pool and on a gVisor pool with the image
@@ -131,7 +115,9 @@ pub async fn run(b: &Bench, image: &str, users: &Path) -> Result<Vec<GvisorRow>>
 async fn workloads(b: &Bench, runc: &Side, gvisor: &Side) -> Result<Vec<GvisorRow>> {
     for side in [runc, gvisor] {
         side.warm_up().await?;
-        side.put_file(READ_FILE, &"0123456789abcdef\n".repeat(10 * 1024 / 17))?;
+        let root = side.pool.user_root(&side.user);
+        let text = "0123456789abcdef\n".repeat(10 * 1024 / 17);
+        put_file(&root, side.pool.sandbox_uid(), READ_FILE, &text)?;
     }
     let samples = if b.quick { 8 } else { 40 };
     let mut rows = Vec::new();
@@ -205,22 +191,22 @@ async fn interleave(
     mut one: impl AsyncFnMut(Runtime, Transport) -> Result<f64>,
 ) -> Result<Samples> {
     let mut out: Samples = Default::default();
-    let total = warmup + samples;
-    let started = Instant::now();
-    for round in 0..total {
-        for k in 0..CONTENDERS.len() {
-            let i = (k + round) % CONTENDERS.len();
+    let label = |i: usize| format!("{:?} over {:?}", CONTENDERS[i].0, CONTENDERS[i].1);
+    rotate(
+        name,
+        CONTENDERS.len(),
+        warmup + samples,
+        label,
+        async |i, round| {
             let (rt, transport) = CONTENDERS[i];
-            tokio::time::sleep(SETTLE).await;
-            let ms = one(rt, transport)
-                .await
-                .with_context(|| format!("{name}: {rt:?} over {transport:?}"))?;
+            let ms = one(rt, transport).await?;
             if round >= warmup {
                 out[i].push(ms);
             }
-        }
-        progress(name, round + 1, total, started);
-    }
+            Ok(())
+        },
+    )
+    .await?;
     Ok(out)
 }
 

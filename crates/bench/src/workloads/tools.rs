@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
 
-use crate::bench::{Bench, interleave, ms_since};
+use crate::bench::{Bench, interleave, ms_since, put_file};
 use crate::stats::{ORDER, Row, Who};
 use crate::{floor, seed};
 
@@ -94,22 +94,12 @@ fn text_10k() -> String {
     text
 }
 
-/// Writes `text` into the user root on the host, owned by the sandbox uid (set-up, not timed).
-fn put_file(b: &Bench, name: &str, text: &str) -> Result<()> {
-    let path = b.main().root.join(name);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    let id = rustix::process::Uid::from_raw(b.pool.sandbox_uid());
-    let gid = rustix::process::Gid::from_raw(b.pool.sandbox_uid());
-    rustix::fs::chown(&path, Some(id), Some(gid)).context("chown the bench file")?;
-    Ok(())
-}
-
 /// `read` of a 10 KiB file: the library's runner against the seed's Python runner, and a raw
 /// `cat` as the floor.
 pub(super) async fn read_10k(b: &Bench) -> Result<Row> {
     let w = b.main();
     let text = text_10k();
-    put_file(b, READ_FILE, &text)?;
+    put_file(&b.main().root, b.pool.sandbox_uid(), READ_FILE, &text)?;
     let args = json!({"path": READ_FILE});
     let stdin = serde_json::to_vec(&args)?;
     let mut library_text = None;
