@@ -258,8 +258,8 @@ pub async fn rotate(
     Ok(())
 }
 
-/// Runs `one` for every contender, round after round (in [`order`]), each after a short
-/// pause, recording all but the warm-up rounds.
+/// Runs `one` for every contender, round after round (in [`order`](crate::stats::order)),
+/// each after a short pause, recording all but the warm-up rounds.
 pub async fn interleave(
     name: &str,
     rounds: Rounds,
